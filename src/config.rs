@@ -1,0 +1,101 @@
+//! Shared helpers for reading TOML inputs: parsing with key paths, and range checks.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::InputError;
+
+/// Deserialize `text` (from `origin`) into `T`; type and unknown-field errors name the key path.
+pub fn parse_toml<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, InputError> {
+    let de = toml::Deserializer::parse(text).map_err(|e| InputError::Parse {
+        path: origin.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    from_deserializer(de, origin)
+}
+
+/// Deserialize an already-parsed TOML value (e.g. merged from several files) into `T`.
+pub fn from_value<T: DeserializeOwned>(v: toml::Value, origin: &Path) -> Result<T, InputError> {
+    from_deserializer(v, origin)
+}
+
+fn from_deserializer<'de, T: DeserializeOwned, D>(de: D, origin: &Path) -> Result<T, InputError>
+where
+    D: serde::Deserializer<'de>,
+    D::Error: std::fmt::Display,
+{
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let inner = inner.trim_end();
+        InputError::Parse {
+            path: origin.to_path_buf(),
+            message: if path == "." || path.is_empty() {
+                inner.to_string()
+            } else {
+                format!("field `{path}`: {inner}")
+            },
+        }
+    })
+}
+
+/// Read a whole file.
+pub fn read(path: &Path) -> Result<String, InputError> {
+    std::fs::read_to_string(path).map_err(|e| InputError::read(path, e))
+}
+
+/// `x` must be finite and > 0.
+pub fn positive(origin: &Path, field: &str, x: f64) -> Result<(), InputError> {
+    if x.is_finite() && x > 0.0 {
+        Ok(())
+    } else {
+        Err(InputError::invalid(origin, field, x, "a finite number > 0"))
+    }
+}
+
+/// `x` must be finite and >= 0.
+pub fn non_negative(origin: &Path, field: &str, x: f64) -> Result<(), InputError> {
+    if x.is_finite() && x >= 0.0 {
+        Ok(())
+    } else {
+        Err(InputError::invalid(
+            origin,
+            field,
+            x,
+            "a finite number >= 0",
+        ))
+    }
+}
+
+/// `x` must be in (0, 1].
+pub fn fraction(origin: &Path, field: &str, x: f64) -> Result<(), InputError> {
+    if x.is_finite() && x > 0.0 && x <= 1.0 {
+        Ok(())
+    } else {
+        Err(InputError::invalid(
+            origin,
+            field,
+            x,
+            "a fraction in (0, 1]",
+        ))
+    }
+}
+
+/// Write `bytes` to `path` atomically: a temporary file in the same folder, then a rename, so
+/// a reader never sees a half-written file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), InputError> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = dir.unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string());
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.unwrap_or_default(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes).map_err(|e| InputError::write(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        InputError::write(path, e)
+    })
+}

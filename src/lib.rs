@@ -1,0 +1,28 @@
+//! gpushare: a discrete-event simulator of GPU clusters whose GPUs are shared between
+//! inference models by MIG, time-slicing, or dedicated placement.
+//!
+//! Reading guide, in dependency order:
+//! - [`engine`]: clock, event queue, random streams; knows nothing of GPUs.
+//! - [`hardware`]: the GPU catalogue (data), MIG profiles, placement rules, partitions.
+//! - [`sharing`]: how contexts share a partition (round-robin time-slicing, in bulk).
+//! - [`profile`]: model kernel profiles and [`profile::exec_time`], where work meets hardware.
+//! - [`serving`]: serving engines (LLM continuous batching).
+//! - [`workload`]: users, arrivals, answer shapes.
+//! - [`pipeline`]: the voice pipeline simulated end to end.
+//! - [`metrics`], [`report`]: what a run measured, and its table, JSON and CSV.
+//! - [`experiment`], [`study`], [`config`], [`error`]: input files and their errors.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod experiment;
+pub mod hardware;
+pub mod metrics;
+pub mod pipeline;
+pub mod profile;
+pub mod report;
+pub mod serving;
+pub mod sharing;
+pub mod study;
+pub mod workload;

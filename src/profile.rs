@@ -1,0 +1,339 @@
+//! Model kernel profiles (loaded from `models/*.toml`) and the one function where a profile
+//! meets hardware: [`exec_time`].
+//!
+//! A profile describes *work*, never a speed on a particular sharing mode: FLOPs, bytes, how
+//! many SMs the kernels can keep busy, and how many kernels are launched. Runtime on a
+//! partition follows from its SMs, bandwidth and per-SM FLOP/s, so MIG slices, whole GPUs and
+//! time-sliced GPUs all differ only through the partition they hand the work.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::InputError;
+use crate::hardware::Partition;
+
+/// What one execution of a kernel group costs, before it meets a partition.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Work {
+    /// Floating-point operations (tensor-core FP16/BF16).
+    pub flops: f64,
+    /// Bytes moved to and from device memory.
+    pub bytes: f64,
+    /// How many SMs the kernels can keep busy (their grid width).
+    pub sm_demand: f64,
+    /// Kernel launches; each costs the model's `launch_us` in series with the kernels.
+    pub launches: f64,
+}
+
+impl Work {
+    /// The work of `k` back-to-back repetitions (same width, so `sm_demand` is unchanged).
+    pub fn scaled(self, k: f64) -> Work {
+        Work {
+            flops: self.flops * k,
+            bytes: self.bytes * k,
+            sm_demand: self.sm_demand,
+            launches: self.launches * k,
+        }
+    }
+}
+
+/// Where the time of one execution goes on a given partition (nanoseconds).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Breakdown {
+    /// Time the tensor math needs on the SMs the work can use.
+    pub compute_ns: f64,
+    /// Time the memory traffic needs at the partition's bandwidth.
+    pub memory_ns: f64,
+    /// Serial kernel-launch overhead.
+    pub launch_ns: f64,
+    /// Runtime with the partition to itself: `max(compute, memory) + launch`.
+    pub total_ns: f64,
+}
+
+impl Breakdown {
+    /// Sum of two breakdowns of work run back to back.
+    pub fn then(self, o: Breakdown) -> Breakdown {
+        Breakdown {
+            compute_ns: self.compute_ns + o.compute_ns,
+            memory_ns: self.memory_ns + o.memory_ns,
+            launch_ns: self.launch_ns + o.launch_ns,
+            total_ns: self.total_ns + o.total_ns,
+        }
+    }
+
+    /// Runtime rounded to whole nanoseconds (at least 1).
+    pub fn ns(&self) -> u64 {
+        (self.total_ns.round() as u64).max(1)
+    }
+}
+
+/// How close the model's kernels get to the hardware's peaks.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Efficiency {
+    /// Achieved fraction of peak tensor FLOP/s on the SMs in use (0, 1].
+    pub compute: f64,
+    /// Achieved fraction of the partition's memory bandwidth (0, 1].
+    pub memory: f64,
+    /// Host-side cost of one kernel launch, microseconds.
+    pub launch_us: f64,
+}
+
+/// Roofline runtime of `w` on partition `p`: the single seam between profiles and hardware.
+pub fn exec_time(w: &Work, p: &Partition, eff: &Efficiency) -> Breakdown {
+    let sms = w.sm_demand.min(f64::from(p.sms)).max(1.0);
+    let compute_ns = w.flops / (sms * p.flops_per_sm_per_s * eff.compute) * 1e9;
+    let memory_ns = w.bytes / (p.mem_bw_bytes_per_s * eff.memory) * 1e9;
+    let launch_ns = w.launches * eff.launch_us * 1e3;
+    Breakdown {
+        compute_ns,
+        memory_ns,
+        launch_ns,
+        total_ns: compute_ns.max(memory_ns) + launch_ns,
+    }
+}
+
+/// A kernel group as written in a profile: its work at batch 1, and how it widens with batch.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KernelGroup {
+    /// FLOPs of one execution at batch 1.
+    pub flops: f64,
+    /// Bytes of one execution at batch 1 (weights are read once whatever the batch).
+    pub bytes: f64,
+    /// Extra bytes per additional batch item.
+    #[serde(default)]
+    pub bytes_per_extra_item: f64,
+    /// SMs the kernels keep busy at batch 1.
+    pub sm_demand: f64,
+    /// Extra SMs kept busy per additional batch item (the saturation curve's slope).
+    #[serde(default)]
+    pub sm_demand_per_extra_item: f64,
+    /// Kernel launches per execution.
+    pub kernels: f64,
+}
+
+impl KernelGroup {
+    /// Work of one execution over `batch` items (FLOPs scale with items, weights do not).
+    pub fn work(&self, batch: u32) -> Work {
+        let extra = f64::from(batch.max(1) - 1);
+        Work {
+            flops: self.flops * f64::from(batch.max(1)),
+            bytes: self.bytes + self.bytes_per_extra_item * extra,
+            sm_demand: self.sm_demand + self.sm_demand_per_extra_item * extra,
+            launches: self.kernels,
+        }
+    }
+}
+
+/// Streaming speech recognition: one encoder step per audio chunk.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AsrProfile {
+    /// One streaming step over one chunk of audio.
+    pub chunk: KernelGroup,
+    /// Audio covered by one chunk, milliseconds (must match the workload's chunking).
+    pub chunk_ms: f64,
+}
+
+/// Speech synthesis of one sentence: text encoder, autoregressive decoder, audio codec.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TtsProfile {
+    /// Seconds of speech per text token (speaking rate).
+    pub speech_s_per_token: f64,
+    /// Codec frames generated per second of speech (decoder steps).
+    pub frames_per_speech_s: f64,
+    /// Text encoder, once per sentence.
+    pub encoder: KernelGroup,
+    /// One autoregressive decoder step (one codec frame).
+    pub decoder_step: KernelGroup,
+    /// Codec decoder turning all frames of a sentence into audio (batch = frames).
+    pub codec: KernelGroup,
+}
+
+/// A decoder-only LLM served with iteration-level batching.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LlmProfile {
+    /// Parameters (weights), count.
+    pub params: f64,
+    /// Bytes per weight (2 for BF16).
+    pub bytes_per_param: f64,
+    /// KV-cache bytes per token of context.
+    pub kv_bytes_per_token: f64,
+    /// Kernel launches per engine iteration.
+    pub kernels_per_step: f64,
+    /// SMs one token keeps busy; an iteration keeps `tokens × this` busy, up to the partition.
+    pub sm_demand_per_token: f64,
+    /// Host-side time per iteration (scheduling, sampling, detokenising), microseconds.
+    pub step_overhead_us: f64,
+    /// Most sequences batched in one iteration (the engine's max concurrent sequences).
+    pub max_batch: u32,
+}
+
+impl LlmProfile {
+    /// Work of one iteration: `prefill_tokens` new prompt tokens plus one token for each of
+    /// `decode_seqs` sequences whose contexts sum to `context_tokens`.
+    pub fn step_work(&self, prefill_tokens: u64, decode_seqs: u64, context_tokens: u64) -> Work {
+        let tokens = (prefill_tokens + decode_seqs) as f64;
+        Work {
+            flops: 2.0 * self.params * tokens,
+            bytes: self.params * self.bytes_per_param
+                + self.kv_bytes_per_token * (context_tokens + prefill_tokens) as f64,
+            sm_demand: self.sm_demand_per_token * tokens,
+            launches: self.kernels_per_step,
+        }
+    }
+}
+
+/// What a model does, with its kind-specific profile.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Streaming ASR.
+    Asr(AsrProfile),
+    /// Sentence-by-sentence TTS.
+    Tts(TtsProfile),
+    /// Token-streaming LLM.
+    Llm(LlmProfile),
+}
+
+/// A model profile file. (Unknown fields are caught by the flattened kind's own
+/// `deny_unknown_fields`, which sees every key not consumed here.)
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct ModelProfile {
+    /// Name used by experiments to refer to the model.
+    pub name: String,
+    /// Device memory one replica holds (weights, runtime, caches), bytes.
+    pub memory_gb: f64,
+    /// How close the kernels get to peak.
+    pub efficiency: Efficiency,
+    /// Kind and kind-specific profile.
+    #[serde(flatten)]
+    pub kind: ModelKind,
+}
+
+impl ModelProfile {
+    /// Memory one replica holds, bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        (self.memory_gb * 1e9) as u64
+    }
+
+    /// Parse and check a profile; errors name `origin` and the offending field.
+    pub fn from_toml_str(text: &str, origin: &Path) -> Result<ModelProfile, InputError> {
+        let p: ModelProfile = crate::config::parse_toml(text, origin)?;
+        p.check(origin)?;
+        Ok(p)
+    }
+
+    fn check(&self, origin: &Path) -> Result<(), InputError> {
+        use crate::config::positive;
+        positive(origin, "memory_gb", self.memory_gb)?;
+        crate::config::fraction(origin, "efficiency.compute", self.efficiency.compute)?;
+        crate::config::fraction(origin, "efficiency.memory", self.efficiency.memory)?;
+        crate::config::non_negative(origin, "efficiency.launch_us", self.efficiency.launch_us)?;
+        let groups: Vec<(&str, &KernelGroup)> = match &self.kind {
+            ModelKind::Asr(a) => {
+                positive(origin, "chunk_ms", a.chunk_ms)?;
+                vec![("chunk", &a.chunk)]
+            }
+            ModelKind::Tts(t) => {
+                positive(origin, "speech_s_per_token", t.speech_s_per_token)?;
+                positive(origin, "frames_per_speech_s", t.frames_per_speech_s)?;
+                vec![
+                    ("encoder", &t.encoder),
+                    ("decoder_step", &t.decoder_step),
+                    ("codec", &t.codec),
+                ]
+            }
+            ModelKind::Llm(l) => {
+                positive(origin, "params", l.params)?;
+                positive(origin, "bytes_per_param", l.bytes_per_param)?;
+                positive(origin, "kv_bytes_per_token", l.kv_bytes_per_token)?;
+                positive(origin, "sm_demand_per_token", l.sm_demand_per_token)?;
+                crate::config::non_negative(origin, "step_overhead_us", l.step_overhead_us)?;
+                crate::config::non_negative(origin, "kernels_per_step", l.kernels_per_step)?;
+                if l.max_batch == 0 {
+                    return Err(InputError::invalid(
+                        origin,
+                        "max_batch",
+                        "0",
+                        "an integer >= 1",
+                    ));
+                }
+                vec![]
+            }
+        };
+        for (name, g) in groups {
+            crate::config::non_negative(origin, &format!("{name}.flops"), g.flops)?;
+            crate::config::non_negative(origin, &format!("{name}.bytes"), g.bytes)?;
+            positive(origin, &format!("{name}.sm_demand"), g.sm_demand)?;
+            crate::config::non_negative(origin, &format!("{name}.kernels"), g.kernels)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(sms: u32, bw: f64) -> Partition {
+        Partition {
+            sms,
+            mem_bw_bytes_per_s: bw,
+            memory_bytes: 80_000_000_000,
+            flops_per_sm_per_s: 312e12 / 108.0,
+            label: "test".into(),
+        }
+    }
+
+    const EFF: Efficiency = Efficiency {
+        compute: 0.5,
+        memory: 0.8,
+        launch_us: 4.0,
+    };
+
+    #[test]
+    fn narrow_kernel_runs_as_fast_on_a_3g_slice_as_on_the_whole_gpu() {
+        let w = Work {
+            flops: 5e10,
+            bytes: 1e6,
+            sm_demand: 30.0,
+            launches: 10.0,
+        };
+        let whole = exec_time(&w, &part(108, 2039e9), &EFF);
+        let slice = exec_time(&w, &part(42, 1019.5e9), &EFF);
+        assert!(whole.compute_ns > whole.memory_ns);
+        assert_eq!(whole.total_ns, slice.total_ns);
+    }
+
+    #[test]
+    fn wide_kernel_slows_in_proportion_to_sms() {
+        let w = Work {
+            flops: 5e11,
+            bytes: 1e6,
+            sm_demand: 108.0,
+            launches: 0.0,
+        };
+        let whole = exec_time(&w, &part(108, 2039e9), &EFF);
+        let slice = exec_time(&w, &part(42, 1019.5e9), &EFF);
+        let ratio = slice.total_ns / whole.total_ns;
+        assert!((ratio - 108.0 / 42.0).abs() < 1e-9, "{ratio}");
+    }
+
+    #[test]
+    fn memory_bound_work_follows_bandwidth() {
+        let w = Work {
+            flops: 1e6,
+            bytes: 2e9,
+            sm_demand: 20.0,
+            launches: 0.0,
+        };
+        let whole = exec_time(&w, &part(108, 2039e9), &EFF);
+        let slice = exec_time(&w, &part(42, 1019.5e9), &EFF);
+        assert!((slice.total_ns / whole.total_ns - 2.0).abs() < 1e-9);
+    }
+}

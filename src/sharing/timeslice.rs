@@ -1,0 +1,546 @@
+//! Round-robin time-slicing of CUDA contexts on one partition, advanced in bulk.
+//!
+//! Every partition (a whole GPU or a MIG instance) runs its contexts through a
+//! [`TimeSlicer`]. With one context it is simply a FIFO at full speed; with several, the GPU
+//! round-robins the contexts that have work, one quantum each, paying a context-switch cost
+//! whenever the loaded context changes. A context alone keeps the GPU (bursting).
+//!
+//! Long contention is not simulated slice by slice: whole rounds in which no job can finish
+//! are skipped in one step, so the cost of an update is O(contexts²), independent of how many
+//! slices elapse. The result is exact in integer nanoseconds; a naive slice-by-slice reference
+//! in the tests checks that.
+
+use std::collections::VecDeque;
+
+use crate::engine::SimTime;
+
+/// Identifies a context (one replica's CUDA context) on a [`TimeSlicer`].
+pub type CtxId = usize;
+
+/// A context that has work, in rotation order, with the remaining work of its head job.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    ctx: CtxId,
+    head_rem_ns: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// No context has work.
+    Idle,
+    /// Loading the context `ring[cur]`; `left_ns` of switch time remain.
+    Switching { left_ns: u64 },
+    /// `ring[cur]` runs; `slice_left_ns` of its quantum remain.
+    Running { slice_left_ns: u64 },
+}
+
+/// The scheduler state that decides timing; cheap to clone for look-ahead.
+#[derive(Clone, Debug)]
+struct Schedule {
+    quantum_ns: u64,
+    switch_ns: u64,
+    ring: Vec<Slot>,
+    cur: usize,
+    phase: Phase,
+    /// The context whose state is loaded on the GPU (no switch needed to resume it).
+    loaded: Option<CtxId>,
+    busy_ns: u64,
+    switching_ns: u64,
+}
+
+/// Why [`Schedule::run`] stopped.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// The time budget was used up.
+    Budget,
+    /// The head job of `ring[cur]` finished after `elapsed` ns.
+    Completion { elapsed: u64 },
+}
+
+impl Schedule {
+    /// Advance at most `budget` ns (unbounded if `None`), stopping at the first job completion.
+    fn run(&mut self, budget: Option<u64>) -> Stop {
+        let mut left = budget.unwrap_or(u64::MAX);
+        let mut elapsed = 0u64;
+        loop {
+            match self.phase {
+                Phase::Idle => return Stop::Budget,
+                Phase::Switching { left_ns } => {
+                    if left_ns == self.switch_ns {
+                        let skipped = self.skip_rounds(left);
+                        left -= skipped;
+                        elapsed += skipped;
+                    }
+                    let s = left_ns.min(left);
+                    left -= s;
+                    elapsed += s;
+                    self.switching_ns += s;
+                    if s == left_ns {
+                        self.loaded = Some(self.ring[self.cur].ctx);
+                        self.phase = Phase::Running {
+                            slice_left_ns: self.quantum_ns,
+                        };
+                    } else {
+                        self.phase = Phase::Switching {
+                            left_ns: left_ns - s,
+                        };
+                    }
+                    if left == 0 {
+                        return Stop::Budget;
+                    }
+                }
+                Phase::Running { slice_left_ns } => {
+                    let alone = self.ring.len() == 1;
+                    let head = self.ring[self.cur].head_rem_ns;
+                    // A lone context renews its quantum without switching, so only its job matters.
+                    let r = if alone {
+                        head.min(left)
+                    } else {
+                        head.min(left).min(slice_left_ns)
+                    };
+                    self.ring[self.cur].head_rem_ns -= r;
+                    self.busy_ns += r;
+                    left -= r;
+                    elapsed += r;
+                    let used = self.quantum_ns - slice_left_ns + r;
+                    let slice_left = if alone {
+                        self.quantum_ns - used % self.quantum_ns
+                    } else {
+                        self.quantum_ns - used
+                    };
+                    if self.ring[self.cur].head_rem_ns == 0 {
+                        self.phase = Phase::Running {
+                            slice_left_ns: slice_left,
+                        };
+                        return Stop::Completion { elapsed };
+                    }
+                    if slice_left == 0 {
+                        self.cur = (self.cur + 1) % self.ring.len();
+                        self.phase = Phase::Switching {
+                            left_ns: self.switch_ns,
+                        };
+                        if self.switch_ns == 0 {
+                            self.phase = Phase::Running {
+                                slice_left_ns: self.quantum_ns,
+                            };
+                            self.loaded = Some(self.ring[self.cur].ctx);
+                        }
+                    } else {
+                        self.phase = Phase::Running {
+                            slice_left_ns: slice_left,
+                        };
+                    }
+                    if left == 0 {
+                        return Stop::Budget;
+                    }
+                }
+            }
+        }
+    }
+
+    /// At the start of a round (about to switch into `ring[cur]`), skip every whole round in
+    /// which no head job can finish and which fits in `budget`. Returns the time skipped.
+    fn skip_rounds(&mut self, budget: u64) -> u64 {
+        let k = self.ring.len() as u64;
+        if k < 2 {
+            return 0;
+        }
+        let round = k * (self.switch_ns + self.quantum_ns);
+        let by_work = self
+            .ring
+            .iter()
+            .map(|s| (s.head_rem_ns - 1) / self.quantum_ns)
+            .min()
+            .unwrap_or(0);
+        let m = by_work.min(budget / round);
+        if m == 0 {
+            return 0;
+        }
+        for s in &mut self.ring {
+            s.head_rem_ns -= m * self.quantum_ns;
+        }
+        self.busy_ns += m * k * self.quantum_ns;
+        self.switching_ns += m * k * self.switch_ns;
+        m * round
+    }
+}
+
+/// Round-robin time-slicing of contexts on one partition.
+#[derive(Debug)]
+pub struct TimeSlicer {
+    now: SimTime,
+    sched: Schedule,
+    /// Queued jobs per context: `(token, work_ns)`; the head job's progress lives in the ring.
+    queues: Vec<VecDeque<(u64, u64)>>,
+}
+
+impl TimeSlicer {
+    /// A slicer with quantum `quantum_ns` (> 0) and per-switch cost `switch_ns`.
+    pub fn new(quantum_ns: u64, switch_ns: u64) -> Self {
+        assert!(quantum_ns > 0, "invariant: time slice must be positive");
+        TimeSlicer {
+            now: SimTime::ZERO,
+            sched: Schedule {
+                quantum_ns,
+                switch_ns,
+                ring: Vec::new(),
+                cur: 0,
+                phase: Phase::Idle,
+                loaded: None,
+                busy_ns: 0,
+                switching_ns: 0,
+            },
+            queues: Vec::new(),
+        }
+    }
+
+    /// Register a context; returns its id.
+    pub fn add_context(&mut self) -> CtxId {
+        self.queues.push(VecDeque::new());
+        self.queues.len() - 1
+    }
+
+    /// Number of registered contexts.
+    pub fn contexts(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// Nanoseconds the GPU spent running kernels so far (up to the last update).
+    pub fn busy_ns(&self) -> u64 {
+        self.sched.busy_ns
+    }
+
+    /// Nanoseconds the GPU spent switching contexts so far.
+    pub fn switching_ns(&self) -> u64 {
+        self.sched.switching_ns
+    }
+
+    /// Jobs queued or running on `ctx`.
+    pub fn queued(&self, ctx: CtxId) -> usize {
+        self.queues[ctx].len()
+    }
+
+    /// Whether no context has work.
+    pub fn is_idle(&self) -> bool {
+        self.sched.phase == Phase::Idle
+    }
+
+    /// Bring the state forward to `t`; no job may finish strictly before `t`.
+    pub fn advance(&mut self, t: SimTime) {
+        let dt = t.since(self.now);
+        if dt > 0 {
+            match self.sched.run(Some(dt)) {
+                Stop::Budget => {}
+                Stop::Completion { elapsed } => assert_eq!(
+                    elapsed, dt,
+                    "invariant: a job completion was skipped (completion events must be handled first)"
+                ),
+            }
+        }
+        self.now = t;
+    }
+
+    /// Queue a job of `work_ns` (its runtime with the partition to itself) on `ctx` at `t`.
+    pub fn submit(&mut self, t: SimTime, ctx: CtxId, token: u64, work_ns: u64) {
+        self.advance(t);
+        let work_ns = work_ns.max(1);
+        self.queues[ctx].push_back((token, work_ns));
+        if self.queues[ctx].len() > 1 {
+            return; // already in the rotation
+        }
+        let s = &mut self.sched;
+        let slot = Slot {
+            ctx,
+            head_rem_ns: work_ns,
+        };
+        if s.phase == Phase::Idle {
+            s.ring.clear();
+            s.ring.push(slot);
+            s.cur = 0;
+            s.phase = match s.loaded {
+                Some(l) if l != ctx && s.switch_ns > 0 => Phase::Switching {
+                    left_ns: s.switch_ns,
+                },
+                _ => {
+                    s.loaded = Some(ctx);
+                    Phase::Running {
+                        slice_left_ns: s.quantum_ns,
+                    }
+                }
+            };
+        } else {
+            // Joins at the end of the rotation: served after everyone already waiting.
+            s.ring.insert(s.cur, slot);
+            s.cur += 1;
+        }
+    }
+
+    /// Exact time of the next job completion if nothing else is submitted.
+    pub fn next_completion(&self) -> Option<SimTime> {
+        if self.sched.phase == Phase::Idle {
+            return None;
+        }
+        let mut look = self.sched.clone();
+        match look.run(None) {
+            Stop::Completion { elapsed } => Some(self.now.plus(elapsed)),
+            Stop::Budget => unreachable!("a busy schedule always completes a job"),
+        }
+    }
+
+    /// At `t` (= [`Self::next_completion`]), retire the finished job; returns `(ctx, token)`.
+    pub fn complete(&mut self, t: SimTime) -> (CtxId, u64) {
+        self.advance(t);
+        let s = &mut self.sched;
+        let Phase::Running { slice_left_ns } = s.phase else {
+            panic!("invariant: completion while the GPU is not running a context");
+        };
+        let slot = s.ring[s.cur];
+        assert_eq!(
+            slot.head_rem_ns, 0,
+            "invariant: completion before the job's work is done"
+        );
+        let (token, _) = self.queues[slot.ctx]
+            .pop_front()
+            .expect("invariant: running context has a job");
+        if let Some(&(_, next_work)) = self.queues[slot.ctx].front() {
+            // The same context keeps the rest of its quantum for its next job.
+            s.ring[s.cur].head_rem_ns = next_work;
+            if slice_left_ns == 0 && s.ring.len() > 1 {
+                s.cur = (s.cur + 1) % s.ring.len();
+                s.phase = Phase::Switching {
+                    left_ns: s.switch_ns,
+                };
+                if s.switch_ns == 0 {
+                    s.loaded = Some(s.ring[s.cur].ctx);
+                    s.phase = Phase::Running {
+                        slice_left_ns: s.quantum_ns,
+                    };
+                }
+            } else if slice_left_ns == 0 {
+                s.phase = Phase::Running {
+                    slice_left_ns: s.quantum_ns,
+                };
+            }
+        } else {
+            s.ring.remove(s.cur);
+            if s.ring.is_empty() {
+                s.phase = Phase::Idle;
+                s.cur = 0;
+            } else {
+                s.cur %= s.ring.len();
+                s.phase = if s.switch_ns > 0 {
+                    Phase::Switching {
+                        left_ns: s.switch_ns,
+                    }
+                } else {
+                    s.loaded = Some(s.ring[s.cur].ctx);
+                    Phase::Running {
+                        slice_left_ns: s.quantum_ns,
+                    }
+                };
+            }
+        }
+        (slot.ctx, token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const Q: u64 = 1_024_000;
+    const C: u64 = 50_000;
+
+    /// Runs jobs `(arrival_ns, ctx, work_ns)` to the end; returns completion times by token.
+    fn run_all(ts: &mut TimeSlicer, jobs: &[(u64, usize, u64)]) -> Vec<u64> {
+        let mut done = vec![0u64; jobs.len()];
+        let mut order: Vec<usize> = (0..jobs.len()).collect();
+        order.sort_by_key(|&i| (jobs[i].0, i));
+        let mut next_arrival = 0;
+        loop {
+            let nc = ts.next_completion();
+            let na = order.get(next_arrival).map(|&i| SimTime(jobs[i].0));
+            match (nc, na) {
+                (None, None) => break,
+                (Some(c), a) if a.is_none_or(|a| c <= a) => {
+                    let (_, tok) = ts.complete(c);
+                    done[tok as usize] = c.0;
+                }
+                (Some(_), None) => unreachable!(),
+                (_, Some(a)) => {
+                    let i = order[next_arrival];
+                    next_arrival += 1;
+                    ts.submit(a, jobs[i].1, i as u64, jobs[i].2);
+                }
+            }
+        }
+        done
+    }
+
+    /// Independent reference: steps one slice (or switch, or job end) at a time.
+    fn naive(q: u64, c: u64, nctx: usize, jobs: &[(u64, usize, u64)]) -> Vec<u64> {
+        let mut done = vec![0u64; jobs.len()];
+        let mut queues: Vec<VecDeque<(usize, u64)>> = vec![VecDeque::new(); nctx];
+        let mut pending: Vec<usize> = (0..jobs.len()).collect();
+        pending.sort_by_key(|&i| (jobs[i].0, i));
+        let mut pending: VecDeque<usize> = pending.into();
+        let mut ring: Vec<usize> = Vec::new(); // contexts with work, rotation order
+        let mut cur = 0usize;
+        let mut loaded: Option<usize> = None;
+        let mut t = 0u64;
+        let admit = |t: u64,
+                     pending: &mut VecDeque<usize>,
+                     queues: &mut Vec<VecDeque<(usize, u64)>>,
+                     ring: &mut Vec<usize>,
+                     cur: &mut usize| {
+            while let Some(&i) = pending.front() {
+                if jobs[i].0 > t {
+                    break;
+                }
+                pending.pop_front();
+                let x = jobs[i].1;
+                queues[x].push_back((i, jobs[i].2.max(1)));
+                if queues[x].len() == 1 {
+                    if ring.is_empty() {
+                        ring.push(x);
+                        *cur = 0;
+                    } else {
+                        ring.insert(*cur, x);
+                        *cur += 1;
+                    }
+                }
+            }
+        };
+        loop {
+            admit(t, &mut pending, &mut queues, &mut ring, &mut cur);
+            if ring.is_empty() {
+                match pending.front() {
+                    Some(&i) => {
+                        t = jobs[i].0;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            let x = ring[cur];
+            if loaded.is_some_and(|l| l != x) && c > 0 {
+                // Switch, admitting arrivals that land during it.
+                let end = t + c;
+                while let Some(&i) = pending.front() {
+                    if jobs[i].0 >= end {
+                        break;
+                    }
+                    t = jobs[i].0;
+                    admit(t, &mut pending, &mut queues, &mut ring, &mut cur);
+                }
+                t = end;
+            }
+            loaded = Some(x);
+            // One quantum for x, in 1-ns-accurate pieces split at arrivals and job ends.
+            let mut slice = q;
+            loop {
+                admit(t, &mut pending, &mut queues, &mut ring, &mut cur);
+                let cur_x = ring[cur];
+                debug_assert_eq!(cur_x, x);
+                let alone = ring.len() == 1;
+                let (tok, rem) = queues[x][0];
+                let next_arr = pending.front().map(|&i| jobs[i].0 - t).unwrap_or(u64::MAX);
+                let step = rem
+                    .min(next_arr.max(1))
+                    .min(if alone { u64::MAX } else { slice });
+                let step = if alone { step.min(slice) } else { step };
+                queues[x][0].1 -= step;
+                t += step;
+                slice -= step;
+                if queues[x][0].1 == 0 {
+                    done[tok] = t;
+                    queues[x].pop_front();
+                    if queues[x].is_empty() {
+                        ring.remove(cur);
+                        if !ring.is_empty() {
+                            cur %= ring.len();
+                        }
+                        break;
+                    }
+                }
+                if slice == 0 {
+                    // The quantum ends before anything arriving at this instant joins.
+                    if ring.len() > 1 {
+                        cur = (cur + 1) % ring.len();
+                        break;
+                    }
+                    slice = q;
+                }
+            }
+        }
+        done
+    }
+
+    #[test]
+    fn lone_context_is_not_slowed() {
+        let mut ts = TimeSlicer::new(Q, C);
+        let a = ts.add_context();
+        ts.add_context();
+        let done = run_all(&mut ts, &[(0, a, 10_000_000), (20_000_000, a, 3_000_000)]);
+        assert_eq!(done, vec![10_000_000, 23_000_000]);
+        assert_eq!(ts.switching_ns(), 0);
+    }
+
+    #[test]
+    fn two_saturated_contexts_each_get_half_minus_switching() {
+        let mut ts = TimeSlicer::new(Q, C);
+        let a = ts.add_context();
+        let b = ts.add_context();
+        let work = 100 * Q;
+        let done = run_all(&mut ts, &[(0, a, work), (0, b, work)]);
+        // Alone each would finish at 100 quanta; sharing, both need ~2x plus one switch per slice.
+        let ideal_shared = 2 * work;
+        for d in &done {
+            assert!(*d > ideal_shared - Q && *d <= ideal_shared + 200 * C, "{d}");
+        }
+        let slowdown = done[1] as f64 / work as f64;
+        let expected = 2.0 * (Q + C) as f64 / Q as f64;
+        assert!(
+            (slowdown - expected).abs() < 0.02,
+            "{slowdown} vs {expected}"
+        );
+    }
+
+    #[test]
+    fn burst_while_neighbour_idle_runs_at_full_speed() {
+        let mut ts = TimeSlicer::new(Q, C);
+        let asr = ts.add_context();
+        let tts = ts.add_context();
+        // ASR works 0..5 ms; TTS bursts at 10 ms for 3 ms: one switch, then full speed.
+        let done = run_all(
+            &mut ts,
+            &[(0, asr, 5_000_000), (10_000_000, tts, 3_000_000)],
+        );
+        assert_eq!(done[1], 10_000_000 + C + 3_000_000);
+    }
+
+    #[test]
+    fn newcomer_waits_for_the_current_slice_to_end() {
+        let mut ts = TimeSlicer::new(Q, C);
+        let a = ts.add_context();
+        let b = ts.add_context();
+        let done = run_all(&mut ts, &[(0, a, 10 * Q), (Q / 4, b, 1000)]);
+        assert_eq!(done[1], Q + C + 1000);
+    }
+
+    proptest! {
+        #[test]
+        fn bulk_matches_slice_by_slice_reference(
+            q in 1_000u64..2_000_000,
+            c in 0u64..300_000,
+            jobs in proptest::collection::vec((0u64..50_000_000, 0usize..3, 1u64..20_000_000), 1..25)
+        ) {
+            let mut ts = TimeSlicer::new(q, c);
+            for _ in 0..3 { ts.add_context(); }
+            let fast = run_all(&mut ts, &jobs);
+            let slow = naive(q, c, 3, &jobs);
+            prop_assert_eq!(fast, slow);
+        }
+    }
+}
