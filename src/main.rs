@@ -28,6 +28,9 @@ enum Command {
         /// Also write summary.json and runs.csv into this folder.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Use this seed instead of the experiment's.
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Run several experiments side by side (e.g. experiments/seed-study.toml).
     Study {
@@ -36,6 +39,9 @@ enum Command {
         /// Also write summary.json and runs.csv into this folder.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Use this seed for every experiment instead of their own.
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// List and check MIG layouts.
     Mig {
@@ -80,12 +86,22 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), String> {
     let catalogue = Catalogue::builtin();
     match cli.command {
-        Command::Run { experiment, out } => {
-            let exp = Experiment::load(&experiment, &catalogue).map_err(|e| e.to_string())?;
+        Command::Run {
+            experiment,
+            out,
+            seed,
+        } => {
+            let mut exp = Experiment::load(&experiment, &catalogue).map_err(|e| e.to_string())?;
+            if let Some(s) = seed {
+                exp.raw.seed = s;
+            }
             finish(vec![report::run_experiment(&exp)], out)
         }
-        Command::Study { study, out } => {
-            let s = Study::load(&study, &catalogue).map_err(|e| e.to_string())?;
+        Command::Study { study, out, seed } => {
+            let mut s = Study::load(&study, &catalogue).map_err(|e| e.to_string())?;
+            if let Some(seed) = seed {
+                s.experiments.iter_mut().for_each(|e| e.raw.seed = seed);
+            }
             finish(s.run(), out)
         }
         Command::Mig { command } => mig(&catalogue, command),

@@ -1,0 +1,84 @@
+//! Invariants: determinism, request conservation, and metamorphic relations.
+
+use gpushare::engine::SimTime;
+use gpushare::experiment::SharingSpec;
+use gpushare::pipeline::Simulation;
+use gpushare::report::{run_experiment, summary_json};
+use gpushare::workload::WorkloadSpec;
+use proptest::prelude::*;
+
+use crate::{seed_experiment, shorten};
+
+#[test]
+fn same_seed_gives_identical_summary_bytes_and_other_seeds_differ() {
+    let mut e = seed_experiment("time-slicing-heavy");
+    shorten(&mut e, 0.2);
+    let a = summary_json(&[run_experiment(&e)]);
+    let b = summary_json(&[run_experiment(&e)]);
+    assert_eq!(a, b);
+    e.raw.seed += 1;
+    let c = summary_json(&[run_experiment(&e)]);
+    assert_ne!(a, c);
+}
+
+#[test]
+fn one_tenant_time_sliced_equals_dedicated() {
+    let mut ded = seed_experiment("baseline-heavy");
+    shorten(&mut ded, 0.2);
+    let mut ts = ded.clone();
+    for g in &mut ts.raw.gpus {
+        g.sharing = SharingSpec::TimeSlicing {
+            replicas: 4,
+            time_slice_us: 1024.0,
+            switch_cost_us: 500.0,
+        };
+    }
+    // The partitions are what the simulator runs on; rebuild them as the loader would.
+    for p in &mut ts.partitions {
+        p.switch_ns = 500_000;
+    }
+    let a = run_experiment(&ded);
+    let b = run_experiment(&ts);
+    assert_eq!(a.completed, b.completed);
+    assert_eq!(a.latency_ms, b.latency_ms);
+    assert!(b.partitions.iter().all(|p| p.switching_fraction == 0.0));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    /// Every request started is completed, failed or cancelled, whatever the seed, mode and load.
+    #[test]
+    fn every_request_is_accounted_for(
+        seed in 0u64..1000,
+        stem in prop::sample::select(vec!["baseline-heavy", "time-slicing-heavy", "mig-heavy", "mig-light"]),
+        factor in 0.02f64..0.1,
+        timeout_s in 2.0f64..60.0,
+    ) {
+        let mut e = seed_experiment(stem);
+        shorten(&mut e, factor);
+        e.raw.seed = seed;
+        if let WorkloadSpec::ClosedLoop { timeout_s: t, .. } = &mut e.raw.workload {
+            *t = timeout_s;
+        }
+        let r = Simulation::new(&e).run();
+        let c = r.counts;
+        prop_assert_eq!(c.started, c.completed + c.failed + c.cancelled);
+        prop_assert_eq!(r.samples.request.len() as u64, c.completed);
+        for (i, p) in e.partitions.iter().enumerate() {
+            let _ = p;
+            prop_assert!(r.busy_ns[i] + r.switching_ns[i] <= SimTime::from_secs_f64(r.duration_s).0);
+        }
+    }
+
+    /// Open-loop arrivals drain: every request ends completed or failed.
+    #[test]
+    fn poisson_requests_all_end(seed in 0u64..1000, rate in 0.2f64..4.0) {
+        let mut e = seed_experiment("mig-light");
+        let streaming = e.raw.workload.streaming().clone();
+        e.raw.workload = WorkloadSpec::Poisson { rate_rps: rate, duration_s: 20.0, timeout_s: 30.0, streaming };
+        e.raw.seed = seed;
+        let r = Simulation::new(&e).run();
+        prop_assert_eq!(r.counts.cancelled, 0);
+        prop_assert_eq!(r.counts.started, r.counts.completed + r.counts.failed);
+    }
+}

@@ -1,0 +1,42 @@
+//! Integration tests: one binary, one module per area.
+
+mod cli;
+mod invariants;
+mod seed;
+
+use std::path::{Path, PathBuf};
+
+use gpushare::experiment::Experiment;
+use gpushare::hardware::Catalogue;
+use gpushare::workload::WorkloadSpec;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Load a seed experiment by stem, e.g. `mig-heavy`.
+pub fn seed_experiment(stem: &str) -> Experiment {
+    let path = root().join("experiments/seed").join(format!("{stem}.toml"));
+    Experiment::load(&path, &Catalogue::builtin()).expect("seed experiments load")
+}
+
+/// Shrink a closed-loop workload's ramps and hold by `factor` (e.g. 0.25).
+pub fn shorten(exp: &mut Experiment, factor: f64) {
+    if let WorkloadSpec::ClosedLoop {
+        ramp_up_s,
+        hold_s,
+        ramp_down_s,
+        ..
+    } = &mut exp.raw.workload
+    {
+        *ramp_up_s *= factor;
+        *hold_s *= factor;
+        *ramp_down_s *= factor;
+    }
+}
+
+/// Path helper for messages.
+pub fn show(p: &Path) -> String {
+    p.display().to_string()
+}
