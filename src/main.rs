@@ -121,14 +121,24 @@ fn mig(catalogue: &Catalogue, cmd: MigCommand) -> Result<(), String> {
     match cmd {
         MigCommand::Layouts { gpu, all_profiles } => {
             let spec = catalogue.gpu(&gpu).map_err(|e| e.to_string())?;
-            let layouts = maximal_placements(spec, all_profiles);
-            println!("{} maximal MIG layouts on {}:", layouts.len(), spec.name);
+            // One line per distinct layout (multiset of profiles), with its first full placement.
+            let mut seen = std::collections::BTreeSet::new();
+            let layouts: Vec<_> = maximal_placements(spec, all_profiles)
+                .into_iter()
+                .filter(|l| {
+                    let names: Vec<&str> = l.iter().map(|p| p.profile.as_str()).collect();
+                    seen.insert(format_layout(&names))
+                })
+                .collect();
+            println!(
+                "{} maximal MIG layouts on {} (no instance can be added; one placement shown):",
+                layouts.len(),
+                spec.name
+            );
             for l in layouts {
                 let names: Vec<&str> = l.iter().map(|p| p.profile.as_str()).collect();
-                let starts: Vec<String> = l
-                    .iter()
-                    .map(|p| format!("{}@{}", p.profile, p.start))
-                    .collect();
+                let starts: Vec<String> =
+                    l.iter().map(|p| format!("{}@{}", p.profile, p.start)).collect();
                 println!("  {:<40} {}", format_layout(&names), starts.join(" "));
             }
             Ok(())
