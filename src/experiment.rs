@@ -395,6 +395,22 @@ impl Experiment {
                 ));
             }
         }
+        let chunk_ms = raw.workload.streaming().chunk_ms;
+        for m in &models {
+            if let ModelKind::Asr(a) = &m.kind
+                && (a.chunk_ms - chunk_ms).abs() > 1e-9
+            {
+                return Err(InputError::invalid(
+                    origin,
+                    "workload.chunk_ms",
+                    chunk_ms,
+                    &format!(
+                        "{} ms, the chunk size the ASR profile {} is written for",
+                        a.chunk_ms, m.name
+                    ),
+                ));
+            }
+        }
         Ok(Experiment {
             raw,
             gpus,

@@ -137,8 +137,10 @@ fn mig(catalogue: &Catalogue, cmd: MigCommand) -> Result<(), String> {
             );
             for l in layouts {
                 let names: Vec<&str> = l.iter().map(|p| p.profile.as_str()).collect();
-                let starts: Vec<String> =
-                    l.iter().map(|p| format!("{}@{}", p.profile, p.start)).collect();
+                let starts: Vec<String> = l
+                    .iter()
+                    .map(|p| format!("{}@{}", p.profile, p.start))
+                    .collect();
                 println!("  {:<40} {}", format_layout(&names), starts.join(" "));
             }
             Ok(())
