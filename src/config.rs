@@ -28,7 +28,15 @@ where
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
+        // Value deserializers append "in `key`" lines; the key path below already says it.
+        let inner: Vec<&str> = inner.lines().filter(|l| !l.starts_with("in `")).collect();
+        let inner = inner.join("\n");
         let inner = inner.trim_end();
+        // A tagged variant's own error (see `variant`) carries the rest of the key path.
+        let (path, inner) = match inner.strip_prefix('`').and_then(|r| r.split_once("`: ")) {
+            Some((sub, rest)) if path != "." => (format!("{path}.{sub}"), rest),
+            _ => (path, inner),
+        };
         InputError::Parse {
             path: origin.to_path_buf(),
             message: if path == "." || path.is_empty() {
@@ -40,9 +48,34 @@ where
     })
 }
 
+/// Deserialize the table of one variant of a tagged enum, keeping the key path in the message
+/// (for hand-written `Deserialize` impls of internally tagged enums).
+pub fn variant<T: DeserializeOwned, E: serde::de::Error>(t: toml::Table) -> Result<T, E> {
+    serde_path_to_error::deserialize(toml::Value::Table(t)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let inner: Vec<&str> = inner.lines().filter(|l| !l.starts_with("in `")).collect();
+        let inner = inner.join("\n");
+        if path == "." {
+            E::custom(inner.trim_end())
+        } else {
+            E::custom(format!("`{path}`: {}", inner.trim_end()))
+        }
+    })
+}
+
 /// Read a whole file.
 pub fn read(path: &Path) -> Result<String, InputError> {
     std::fs::read_to_string(path).map_err(|e| InputError::read(path, e))
+}
+
+/// A number as messages show it: exponent notation when very large or small.
+pub fn num(x: f64) -> String {
+    if x != 0.0 && (x.abs() >= 1e9 || x.abs() < 1e-4) {
+        format!("{x:e}")
+    } else {
+        x.to_string()
+    }
 }
 
 /// `x` must be finite and > 0.
@@ -50,7 +83,12 @@ pub fn positive(origin: &Path, field: &str, x: f64) -> Result<(), InputError> {
     if x.is_finite() && x > 0.0 {
         Ok(())
     } else {
-        Err(InputError::invalid(origin, field, x, "a finite number > 0"))
+        Err(InputError::invalid(
+            origin,
+            field,
+            num(x),
+            "a finite number > 0",
+        ))
     }
 }
 

@@ -10,7 +10,7 @@ use crate::config::{self, non_negative, positive};
 use crate::error::InputError;
 use crate::hardware::{Catalogue, GpuSpec, Partition, mig};
 use crate::profile::{ModelKind, ModelProfile};
-use crate::workload::{AnswerSpec, WorkloadSpec};
+use crate::workload::{AnswerSpec, Audio, WorkloadSpec};
 
 /// Default time slice: the open-source driver's per-context default on Volta and later,
 /// `0x80 << 3` us (hardware.md §2.2, [S27]).
@@ -121,6 +121,8 @@ pub struct RawExperiment {
     pub deployments: Vec<Deployment>,
     /// Load.
     pub workload: WorkloadSpec,
+    /// Audio clips and how they are streamed.
+    pub audio: Audio,
     /// LLM answer shapes.
     pub answers: AnswerSpec,
 }
@@ -182,6 +184,7 @@ impl Experiment {
         models_dir: &Path,
     ) -> Result<Experiment, InputError> {
         raw.workload.check(origin)?;
+        raw.audio.check(origin)?;
         raw.answers.check(origin)?;
         if raw.gpus.is_empty() {
             return Err(InputError::invalid(
@@ -395,14 +398,14 @@ impl Experiment {
                 ));
             }
         }
-        let chunk_ms = raw.workload.streaming().chunk_ms;
+        let chunk_ms = raw.audio.chunk_ms;
         for m in &models {
             if let ModelKind::Asr(a) = &m.kind
                 && (a.chunk_ms - chunk_ms).abs() > 1e-9
             {
                 return Err(InputError::invalid(
                     origin,
-                    "workload.chunk_ms",
+                    "audio.chunk_ms",
                     chunk_ms,
                     &format!(
                         "{} ms, the chunk size the ASR profile {} is written for",

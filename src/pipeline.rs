@@ -250,15 +250,10 @@ impl<'a> Simulation<'a> {
     /// Run to the end and return the results.
     pub fn run(mut self) -> RunResult {
         match &self.exp.raw.workload {
-            WorkloadSpec::ClosedLoop {
-                users,
-                ramp_up_s,
-                hold_s,
-                ramp_down_s,
-                ..
-            } => {
-                for u in 0..*users {
-                    let (start, stop) = user_window(u, *users, *ramp_up_s, *hold_s, *ramp_down_s);
+            WorkloadSpec::ClosedLoop(c) => {
+                for u in 0..c.users {
+                    let (start, stop) =
+                        user_window(u, c.users, c.ramp_up_s, c.hold_s, c.ramp_down_s);
                     self.users.push(User {
                         active: false,
                         request: None,
@@ -270,15 +265,15 @@ impl<'a> Simulation<'a> {
                         .schedule(SimTime::from_secs_f64(stop), Event::UserLeave { user: u });
                 }
             }
-            WorkloadSpec::Poisson { rate_rps, .. } => {
-                let gap = poisson_gap_s(*rate_rps, &mut self.arrivals_rng);
+            WorkloadSpec::Poisson(p) => {
+                let gap = poisson_gap_s(p.rate_rps, &mut self.arrivals_rng);
                 let at = SimTime::from_secs_f64(gap);
                 if at < self.end {
                     self.engine.schedule(at, Event::Arrival);
                 }
             }
         }
-        let closed = matches!(self.exp.raw.workload, WorkloadSpec::ClosedLoop { .. });
+        let closed = matches!(self.exp.raw.workload, WorkloadSpec::ClosedLoop(_));
         while let Some((now, ev)) = self.engine.pop() {
             if closed && now > self.end {
                 break;
@@ -334,8 +329,8 @@ impl<'a> Simulation<'a> {
             }
             Event::Arrival => {
                 self.start_request(now, None);
-                if let WorkloadSpec::Poisson { rate_rps, .. } = self.exp.raw.workload {
-                    let gap = poisson_gap_s(rate_rps, &mut self.arrivals_rng);
+                if let WorkloadSpec::Poisson(p) = &self.exp.raw.workload {
+                    let gap = poisson_gap_s(p.rate_rps, &mut self.arrivals_rng);
                     let at = now.plus(SimTime::from_secs_f64(gap).0.max(1));
                     if at < self.end {
                         self.engine.schedule(at, Event::Arrival);
@@ -376,7 +371,7 @@ impl<'a> Simulation<'a> {
     }
 
     fn start_request(&mut self, now: SimTime, user: Option<u32>) {
-        let streaming = self.exp.raw.workload.streaming();
+        let streaming = &self.exp.raw.audio;
         let clip = match user {
             Some(u) => {
                 let us = &mut self.users[u as usize];
@@ -428,8 +423,7 @@ impl<'a> Simulation<'a> {
         let work = self.asr_chunk_ns[replica];
         self.submit(now, replica, Job::AsrChunk { req }, work);
         if idx + 1 < chunks {
-            let interval =
-                SimTime::from_millis_f64(self.exp.raw.workload.streaming().chunk_interval_ms);
+            let interval = SimTime::from_millis_f64(self.exp.raw.audio.chunk_interval_ms);
             self.engine
                 .schedule(now.plus(interval.0), Event::Chunk { req, idx: idx + 1 });
         }
@@ -640,10 +634,8 @@ impl<'a> Simulation<'a> {
         if user.request == Some(req) {
             user.request = None;
         }
-        if let (true, WorkloadSpec::ClosedLoop { think_time_s, .. }) =
-            (user.active, &self.exp.raw.workload)
-        {
-            let think = SimTime::from_secs_f64(*think_time_s);
+        if let (true, WorkloadSpec::ClosedLoop(c)) = (user.active, &self.exp.raw.workload) {
+            let think = SimTime::from_secs_f64(c.think_time_s);
             self.engine
                 .schedule(now.plus(think.0), Event::ThinkOver { user: u });
         }

@@ -11,10 +11,146 @@ use serde::{Deserialize, Serialize};
 use crate::config::{non_negative, positive};
 use crate::error::InputError;
 
+/// Closed-loop virtual users looping request -> think, added and removed linearly.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClosedLoop {
+    /// Peak number of users.
+    pub users: u32,
+    /// Seconds over which users are added.
+    pub ramp_up_s: f64,
+    /// Seconds at full users.
+    pub hold_s: f64,
+    /// Seconds over which users are removed.
+    pub ramp_down_s: f64,
+    /// Pause after each end of turn, seconds.
+    pub think_time_s: f64,
+    /// A request not finished after this many seconds fails.
+    pub timeout_s: f64,
+}
+
+/// Independent requests at exponential intervals.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Poisson {
+    /// Mean arrivals per second.
+    pub rate_rps: f64,
+    /// Seconds during which requests arrive.
+    pub duration_s: f64,
+    /// A request not finished after this many seconds fails.
+    pub timeout_s: f64,
+}
+
+/// How requests arrive (`mode = "closed-loop"` or `mode = "poisson"`).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(tag = "mode", rename_all = "kebab-case")]
+pub enum WorkloadSpec {
+    /// Virtual users with ramps, as the seed harness.
+    ClosedLoop(ClosedLoop),
+    /// Open-loop Poisson arrivals.
+    Poisson(Poisson),
+}
+
+impl<'de> Deserialize<'de> for WorkloadSpec {
+    // Two stages (read `mode`, then the variant's own table) so that errors keep the key path
+    // and list the allowed fields, which serde's internally tagged enums lose.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut t = toml::Table::deserialize(d)?;
+        let mode = t
+            .remove("mode")
+            .ok_or_else(|| D::Error::missing_field("mode"))?;
+        let variants = &["closed-loop", "poisson"];
+        let Some(mode) = mode.as_str() else {
+            return Err(D::Error::custom(format!(
+                "`mode` = {mode}: expected one of {variants:?}"
+            )));
+        };
+        match mode {
+            "closed-loop" => crate::config::variant(t).map(WorkloadSpec::ClosedLoop),
+            "poisson" => crate::config::variant(t).map(WorkloadSpec::Poisson),
+            other => Err(D::Error::unknown_variant(other, variants)),
+        }
+    }
+}
+
+impl WorkloadSpec {
+    /// Total simulated wall time (ramps included), seconds.
+    pub fn duration_s(&self) -> f64 {
+        match self {
+            WorkloadSpec::ClosedLoop(c) => c.ramp_up_s + c.hold_s + c.ramp_down_s,
+            WorkloadSpec::Poisson(p) => p.duration_s,
+        }
+    }
+
+    /// Request timeout, seconds.
+    pub fn timeout_s(&self) -> f64 {
+        match self {
+            WorkloadSpec::ClosedLoop(c) => c.timeout_s,
+            WorkloadSpec::Poisson(p) => p.timeout_s,
+        }
+    }
+
+    /// Check ranges; errors name `origin` and the field.
+    pub fn check(&self, origin: &Path) -> Result<(), InputError> {
+        match self {
+            WorkloadSpec::ClosedLoop(c) => {
+                if c.users == 0 {
+                    return Err(InputError::invalid(
+                        origin,
+                        "workload.users",
+                        0,
+                        "an integer >= 1",
+                    ));
+                }
+                seconds(origin, "workload.ramp_up_s", c.ramp_up_s, false)?;
+                seconds(origin, "workload.hold_s", c.hold_s, true)?;
+                seconds(origin, "workload.ramp_down_s", c.ramp_down_s, false)?;
+                seconds(origin, "workload.think_time_s", c.think_time_s, false)?;
+            }
+            WorkloadSpec::Poisson(p) => {
+                positive(origin, "workload.rate_rps", p.rate_rps)?;
+                seconds(origin, "workload.duration_s", p.duration_s, true)?;
+            }
+        }
+        seconds(origin, "workload.timeout_s", self.timeout_s(), true)?;
+        if self.duration_s() > MAX_SECONDS {
+            return Err(InputError::invalid(
+                origin,
+                "workload",
+                format!("{} s in all", self.duration_s()),
+                &format!("a total duration of at most {MAX_SECONDS:e} s"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The longest simulated span accepted (about 3 years): far beyond any study, and far from
+/// the ~585 years at which nanosecond time would overflow.
+pub const MAX_SECONDS: f64 = 1e8;
+
+fn seconds(origin: &Path, field: &str, x: f64, strictly_positive: bool) -> Result<(), InputError> {
+    if strictly_positive {
+        positive(origin, field, x)?;
+    } else {
+        non_negative(origin, field, x)?;
+    }
+    if x > MAX_SECONDS {
+        return Err(InputError::invalid(
+            origin,
+            field,
+            crate::config::num(x),
+            &format!("at most {MAX_SECONDS:e} s"),
+        ));
+    }
+    Ok(())
+}
+
 /// Audio streaming as the harness does it: fixed-size chunks sent at a fixed interval.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct Streaming {
+pub struct Audio {
     /// Clip lengths, seconds, used round-robin by each user.
     pub clips_s: Vec<f64>,
     /// Audio per chunk, milliseconds.
@@ -23,120 +159,30 @@ pub struct Streaming {
     pub chunk_interval_ms: f64,
 }
 
-/// How requests arrive.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(tag = "mode", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum WorkloadSpec {
-    /// Virtual users looping request -> think, added and removed linearly.
-    ClosedLoop {
-        /// Peak number of users.
-        users: u32,
-        /// Seconds over which users are added.
-        ramp_up_s: f64,
-        /// Seconds at full users.
-        hold_s: f64,
-        /// Seconds over which users are removed.
-        ramp_down_s: f64,
-        /// Pause after each end of turn, seconds.
-        think_time_s: f64,
-        /// A request not finished after this many seconds fails.
-        timeout_s: f64,
-        /// Audio clips and chunking.
-        #[serde(flatten)]
-        streaming: Streaming,
-    },
-    /// Independent requests at exponential intervals.
-    Poisson {
-        /// Mean arrivals per second.
-        rate_rps: f64,
-        /// Seconds during which requests arrive.
-        duration_s: f64,
-        /// A request not finished after this many seconds fails.
-        timeout_s: f64,
-        /// Audio clips and chunking.
-        #[serde(flatten)]
-        streaming: Streaming,
-    },
-}
-
-impl WorkloadSpec {
-    /// Total simulated wall time (ramps included), seconds.
-    pub fn duration_s(&self) -> f64 {
-        match self {
-            WorkloadSpec::ClosedLoop {
-                ramp_up_s,
-                hold_s,
-                ramp_down_s,
-                ..
-            } => ramp_up_s + hold_s + ramp_down_s,
-            WorkloadSpec::Poisson { duration_s, .. } => *duration_s,
-        }
-    }
-
-    /// Request timeout, seconds.
-    pub fn timeout_s(&self) -> f64 {
-        match self {
-            WorkloadSpec::ClosedLoop { timeout_s, .. }
-            | WorkloadSpec::Poisson { timeout_s, .. } => *timeout_s,
-        }
-    }
-
-    /// Audio streaming settings.
-    pub fn streaming(&self) -> &Streaming {
-        match self {
-            WorkloadSpec::ClosedLoop { streaming, .. }
-            | WorkloadSpec::Poisson { streaming, .. } => streaming,
-        }
-    }
-
-    /// Check ranges; errors name `origin` and the field.
+impl Audio {
+    /// Check ranges.
     pub fn check(&self, origin: &Path) -> Result<(), InputError> {
-        match self {
-            WorkloadSpec::ClosedLoop {
-                users,
-                ramp_up_s,
-                hold_s,
-                ramp_down_s,
-                think_time_s,
-                ..
-            } => {
-                if *users == 0 {
-                    return Err(InputError::invalid(
-                        origin,
-                        "workload.users",
-                        0,
-                        "an integer >= 1",
-                    ));
-                }
-                non_negative(origin, "workload.ramp_up_s", *ramp_up_s)?;
-                positive(origin, "workload.hold_s", *hold_s)?;
-                non_negative(origin, "workload.ramp_down_s", *ramp_down_s)?;
-                non_negative(origin, "workload.think_time_s", *think_time_s)?;
-            }
-            WorkloadSpec::Poisson {
-                rate_rps,
-                duration_s,
-                ..
-            } => {
-                positive(origin, "workload.rate_rps", *rate_rps)?;
-                positive(origin, "workload.duration_s", *duration_s)?;
-            }
-        }
-        positive(origin, "workload.timeout_s", self.timeout_s())?;
-        let s = self.streaming();
-        if s.clips_s.is_empty() {
+        if self.clips_s.is_empty() {
             return Err(InputError::invalid(
                 origin,
-                "workload.clips_s",
+                "audio.clips_s",
                 "[]",
                 "at least one clip length",
             ));
         }
-        for (i, c) in s.clips_s.iter().enumerate() {
-            positive(origin, &format!("workload.clips_s[{i}]"), *c)?;
+        for (i, c) in self.clips_s.iter().enumerate() {
+            seconds(origin, &format!("audio.clips_s[{i}]"), *c, true)?;
         }
-        positive(origin, "workload.chunk_ms", s.chunk_ms)?;
-        positive(origin, "workload.chunk_interval_ms", s.chunk_interval_ms)?;
+        positive(origin, "audio.chunk_ms", self.chunk_ms)?;
+        positive(origin, "audio.chunk_interval_ms", self.chunk_interval_ms)?;
+        if self.chunk_interval_ms > MAX_SECONDS {
+            return Err(InputError::invalid(
+                origin,
+                "audio.chunk_interval_ms",
+                self.chunk_interval_ms,
+                "at most 1e8",
+            ));
+        }
         Ok(())
     }
 }

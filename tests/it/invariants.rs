@@ -4,7 +4,7 @@ use gpushare::engine::SimTime;
 use gpushare::experiment::SharingSpec;
 use gpushare::pipeline::Simulation;
 use gpushare::report::{run_experiment, summary_json};
-use gpushare::workload::WorkloadSpec;
+use gpushare::workload::{Poisson, WorkloadSpec};
 use proptest::prelude::*;
 
 use crate::{seed_experiment, shorten};
@@ -57,8 +57,8 @@ proptest! {
         let mut e = seed_experiment(stem);
         shorten(&mut e, factor);
         e.raw.seed = seed;
-        if let WorkloadSpec::ClosedLoop { timeout_s: t, .. } = &mut e.raw.workload {
-            *t = timeout_s;
+        if let WorkloadSpec::ClosedLoop(c) = &mut e.raw.workload {
+            c.timeout_s = timeout_s;
         }
         let r = Simulation::new(&e).run();
         let c = r.counts;
@@ -74,8 +74,7 @@ proptest! {
     #[test]
     fn poisson_requests_all_end(seed in 0u64..1000, rate in 0.2f64..4.0) {
         let mut e = seed_experiment("mig-light");
-        let streaming = e.raw.workload.streaming().clone();
-        e.raw.workload = WorkloadSpec::Poisson { rate_rps: rate, duration_s: 20.0, timeout_s: 30.0, streaming };
+        e.raw.workload = WorkloadSpec::Poisson(Poisson { rate_rps: rate, duration_s: 20.0, timeout_s: 30.0 });
         e.raw.seed = seed;
         let r = Simulation::new(&e).run();
         prop_assert_eq!(r.counts.cancelled, 0);

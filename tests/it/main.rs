@@ -23,16 +23,10 @@ pub fn seed_experiment(stem: &str) -> Experiment {
 
 /// Shrink a closed-loop workload's ramps and hold by `factor` (e.g. 0.25).
 pub fn shorten(exp: &mut Experiment, factor: f64) {
-    if let WorkloadSpec::ClosedLoop {
-        ramp_up_s,
-        hold_s,
-        ramp_down_s,
-        ..
-    } = &mut exp.raw.workload
-    {
-        *ramp_up_s *= factor;
-        *hold_s *= factor;
-        *ramp_down_s *= factor;
+    if let WorkloadSpec::ClosedLoop(c) = &mut exp.raw.workload {
+        c.ramp_up_s *= factor;
+        c.hold_s *= factor;
+        c.ramp_down_s *= factor;
     }
 }
 

@@ -58,17 +58,16 @@ fn light_load_is_bounded_by_users_not_gpus() {
             );
         }
         let e = seed_experiment(stem);
-        let gpushare::workload::WorkloadSpec::ClosedLoop {
-            users,
-            ramp_up_s,
-            hold_s,
-            ramp_down_s,
-            think_time_s,
-            ..
-        } = e.raw.workload
-        else {
+        let gpushare::workload::WorkloadSpec::ClosedLoop(c) = &e.raw.workload else {
             unreachable!()
         };
+        let (users, ramp_up_s, hold_s, ramp_down_s, think_time_s) = (
+            c.users,
+            c.ramp_up_s,
+            c.hold_s,
+            c.ramp_down_s,
+            c.think_time_s,
+        );
         let (ru, h, rd) = (ramp_up_s * 0.5, hold_s * 0.5, ramp_down_s * 0.5);
         let user_seconds = f64::from(users) * (ru / 2.0 + h + rd / 2.0);
         let cycle_s = r.latency_ms.request.mean / 1e3 + think_time_s;
