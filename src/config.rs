@@ -1,6 +1,6 @@
 //! Shared helpers for reading TOML inputs: parsing with key paths, and range checks.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
@@ -120,20 +120,35 @@ pub fn fraction(origin: &Path, field: &str, x: f64) -> Result<(), InputError> {
     }
 }
 
-/// Write `bytes` to `path` atomically: a temporary file in the same folder, then a rename, so
-/// a reader never sees a half-written file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), InputError> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let dir = dir.unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string());
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.unwrap_or_default(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).map_err(|e| InputError::write(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        InputError::write(path, e)
-    })
+/// Write several files so that a reader never sees a half-written one, and a failure leaves
+/// none of them changed: every file goes to a temporary sibling first, then all are renamed.
+pub fn write_atomic_all(files: &[(PathBuf, Vec<u8>)]) -> Result<(), InputError> {
+    let tmp_of = |path: &Path| {
+        let name = path.file_name().map(|n| n.to_string_lossy().to_string());
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        dir.unwrap_or(Path::new(".")).join(format!(
+            ".{}.tmp{}",
+            name.unwrap_or_default(),
+            std::process::id()
+        ))
+    };
+    let cleanup = || {
+        for (p, _) in files {
+            let _ = std::fs::remove_file(tmp_of(p));
+        }
+    };
+    for (path, bytes) in files {
+        let tmp = tmp_of(path);
+        if let Err(e) = std::fs::write(&tmp, bytes) {
+            cleanup();
+            return Err(InputError::write(&tmp, e));
+        }
+    }
+    for (path, _) in files {
+        if let Err(e) = std::fs::rename(tmp_of(path), path) {
+            cleanup();
+            return Err(InputError::write(path, e));
+        }
+    }
+    Ok(())
 }

@@ -73,6 +73,8 @@ enum MigCommand {
 }
 
 fn main() -> ExitCode {
+    // A closed pipe (`gpushare ... | head`) ends the program quietly instead of panicking.
+    reset_sigpipe();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -85,6 +87,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), String> {
     let catalogue = Catalogue::builtin();
+    if let Command::Run { out: Some(d), .. } | Command::Study { out: Some(d), .. } = &cli.command {
+        report::prepare_out_dir(d).map_err(|e| e.to_string())?;
+    }
     match cli.command {
         Command::Run {
             experiment,
@@ -161,3 +166,14 @@ fn mig(catalogue: &Catalogue, cmd: MigCommand) -> Result<(), String> {
         }
     }
 }
+
+#[cfg(unix)]
+fn reset_sigpipe() {
+    // SAFETY: restoring the default SIGPIPE disposition at start-up, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn reset_sigpipe() {}

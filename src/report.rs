@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::config::write_atomic;
+use crate::config::write_atomic_all;
 use crate::error::InputError;
 use crate::experiment::{Experiment, RawExperiment};
 use crate::metrics::{Counts, PartitionUsage, STAGES, StageLatencies};
@@ -267,9 +267,17 @@ pub fn runs_csv(runs: &[RunSummary]) -> String {
     String::from_utf8(w.into_inner().expect("invariant: in-memory flush")).expect("invariant: utf8")
 }
 
-/// Write `summary.json` and `runs.csv` into `dir` (created if needed), each atomically.
+/// Create the output folder (before a run, so a bad `--out` fails before any work is done).
+pub fn prepare_out_dir(dir: &Path) -> Result<(), InputError> {
+    std::fs::create_dir_all(dir).map_err(|e| InputError::write(dir, e))
+}
+
+/// Write `summary.json` and `runs.csv` into `dir` (created if needed), as a pair: both are
+/// written to temporary files first and only then renamed into place.
 pub fn write_outputs(dir: &Path, runs: &[RunSummary]) -> Result<(), InputError> {
-    std::fs::create_dir_all(dir).map_err(|e| InputError::write(dir, e))?;
-    write_atomic(&dir.join("summary.json"), summary_json(runs).as_bytes())?;
-    write_atomic(&dir.join("runs.csv"), runs_csv(runs).as_bytes())
+    prepare_out_dir(dir)?;
+    write_atomic_all(&[
+        (dir.join("summary.json"), summary_json(runs).into_bytes()),
+        (dir.join("runs.csv"), runs_csv(runs).into_bytes()),
+    ])
 }
