@@ -44,9 +44,9 @@ impl SimTime {
         self.0 as f64 / 1e6
     }
 
-    /// `self + d` nanoseconds.
+    /// `self + d` nanoseconds, saturating at the end of representable time.
     pub fn plus(self, d_ns: u64) -> SimTime {
-        SimTime(self.0 + d_ns)
+        SimTime(self.0.saturating_add(d_ns))
     }
 
     /// Nanoseconds from `earlier` to `self`; panics if `earlier` is later (a causality bug).

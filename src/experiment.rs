@@ -170,7 +170,8 @@ impl Experiment {
         let merged = load_merged(path, 0)?;
         let raw: RawExperiment = config::from_value(merged, path)?;
         let models_dir = match &raw.models_dir {
-            Some(d) => base_dir(path).join(d),
+            // Already made relative to the file that set it (see `load_merged`).
+            Some(d) => PathBuf::from(d),
             None => find_models_dir(path),
         };
         Self::resolve(raw, path, catalogue, &models_dir)
@@ -246,6 +247,19 @@ impl Experiment {
                         &format!("{field}.sharing.switch_cost_us"),
                         *switch_cost_us,
                     )?;
+                    for (name, v, lo) in [
+                        ("time_slice_us", *time_slice_us, 1.0),
+                        ("switch_cost_us", *switch_cost_us, 0.0),
+                    ] {
+                        if !(lo..=1e6).contains(&v) {
+                            return Err(InputError::invalid(
+                                origin,
+                                &format!("{field}.sharing.{name}"),
+                                crate::config::num(v),
+                                &format!("a number of microseconds in [{lo}, 1e6]"),
+                            ));
+                        }
+                    }
                     partitions.push(PartitionSpec {
                         gpu: gi,
                         resources: spec.full_partition(),
@@ -529,6 +543,11 @@ fn load_merged(path: &Path, depth: usize) -> Result<toml::Value, InputError> {
     }
     if let Some(t) = own.as_table_mut() {
         t.remove("extends");
+        // A models_dir is relative to the file that writes it, not to the one extending it.
+        if let Some(toml::Value::String(d)) = t.get("models_dir") {
+            let abs = base_dir(path).join(d).to_string_lossy().to_string();
+            t.insert("models_dir".into(), toml::Value::String(abs));
+        }
     }
     merge(&mut merged, own);
     Ok(merged)

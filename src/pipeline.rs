@@ -74,9 +74,11 @@ impl EventClass for Event {
             Event::DeviceDone { .. } => 0,
             Event::LlmStep { .. } => 1,
             Event::Chunk { .. } => 2,
-            Event::UserJoin { .. } | Event::ThinkOver { .. } | Event::Arrival => 3,
-            // A user leaving or a timeout at the same instant as completion lets it complete.
-            Event::UserLeave { .. } | Event::Timeout { .. } => 4,
+            // A user leaving at the instant it would start a request starts none.
+            Event::UserLeave { .. } => 3,
+            Event::UserJoin { .. } | Event::ThinkOver { .. } | Event::Arrival => 4,
+            // A timeout at the same instant as the completion lets the request complete.
+            Event::Timeout { .. } => 5,
         }
     }
 }
@@ -280,8 +282,13 @@ impl<'a> Simulation<'a> {
             }
             self.handle(now, ev);
         }
-        // Bring every partition's accounting to the end of the measured window.
-        let end = self.end.max(self.engine.now());
+        // Bring every partition's accounting to the end of the measured window: the closed
+        // loop's fixed window, or (open loop, which drains) the last event.
+        let end = if closed {
+            self.end
+        } else {
+            self.end.max(self.engine.now())
+        };
         let mut busy = Vec::new();
         let mut switching = Vec::new();
         for s in &mut self.slicers {
@@ -294,7 +301,7 @@ impl<'a> Simulation<'a> {
         RunResult {
             counts: self.counts,
             samples: self.samples,
-            duration_s: self.end.as_secs_f64(),
+            duration_s: end.as_secs_f64(),
             busy_ns: busy,
             switching_ns: switching,
             llm_iterations: self.llm_iterations,

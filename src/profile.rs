@@ -254,6 +254,14 @@ impl ModelProfile {
                 positive(origin, "kv_bytes_per_token", l.kv_bytes_per_token)?;
                 positive(origin, "sm_demand_per_token", l.sm_demand_per_token)?;
                 crate::config::non_negative(origin, "step_overhead_us", l.step_overhead_us)?;
+                if l.step_overhead_us > 1e6 {
+                    return Err(InputError::invalid(
+                        origin,
+                        "step_overhead_us",
+                        crate::config::num(l.step_overhead_us),
+                        "at most 1e6 us",
+                    ));
+                }
                 crate::config::non_negative(origin, "kernels_per_step", l.kernels_per_step)?;
                 if l.max_batch == 0 {
                     return Err(InputError::invalid(
@@ -271,6 +279,16 @@ impl ModelProfile {
             crate::config::non_negative(origin, &format!("{name}.bytes"), g.bytes)?;
             positive(origin, &format!("{name}.sm_demand"), g.sm_demand)?;
             crate::config::non_negative(origin, &format!("{name}.kernels"), g.kernels)?;
+            crate::config::non_negative(
+                origin,
+                &format!("{name}.bytes_per_extra_item"),
+                g.bytes_per_extra_item,
+            )?;
+            crate::config::non_negative(
+                origin,
+                &format!("{name}.sm_demand_per_extra_item"),
+                g.sm_demand_per_extra_item,
+            )?;
         }
         Ok(())
     }

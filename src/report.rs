@@ -33,8 +33,8 @@ pub struct RunSummary {
     pub throughput_rps: f64,
     /// `throughput_rps` / GPUs.
     pub throughput_per_gpu_rps: f64,
-    /// completed / (completed + failed); 1 when nothing was recorded.
-    pub success_rate: f64,
+    /// completed / (completed + failed); `null` when nothing was recorded.
+    pub success_rate: Option<f64>,
     /// Requests completed.
     pub completed: u64,
     /// Requests failed (timed out).
@@ -100,11 +100,7 @@ pub fn summarise(exp: &Experiment, r: &RunResult) -> RunSummary {
         duration_s: r.duration_s,
         throughput_rps: throughput,
         throughput_per_gpu_rps: throughput / exp.gpus.len() as f64,
-        success_rate: if recorded == 0 {
-            1.0
-        } else {
-            completed as f64 / recorded as f64
-        },
+        success_rate: (recorded > 0).then(|| completed as f64 / recorded as f64),
         completed,
         failed,
         cancelled,
@@ -141,12 +137,13 @@ pub fn table(runs: &[RunSummary]) -> String {
     for r in runs {
         let _ = writeln!(
             s,
-            "{:<24} {:>4} {:>9.3} {:>9.3} {:>7.1}% {:>6} {:>5}",
+            "{:<24} {:>4} {:>9.3} {:>9.3} {:>8} {:>6} {:>5}",
             r.name,
             r.gpus,
             r.throughput_rps,
             r.throughput_per_gpu_rps,
-            r.success_rate * 100.0,
+            r.success_rate
+                .map_or("-".to_string(), |x| format!("{:.1}%", x * 100.0)),
             r.completed,
             r.failed
         );
@@ -249,7 +246,7 @@ pub fn runs_csv(runs: &[RunSummary]) -> String {
             r.duration_s.to_string(),
             r.throughput_rps.to_string(),
             r.throughput_per_gpu_rps.to_string(),
-            r.success_rate.to_string(),
+            r.success_rate.map_or(String::new(), |x| x.to_string()),
             r.started.to_string(),
             r.completed.to_string(),
             r.failed.to_string(),

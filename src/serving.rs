@@ -100,7 +100,7 @@ impl LlmEngine {
         for s in &self.running {
             if s.prefilled {
                 plan.decode_seqs += 1;
-                plan.context_tokens += u64::from(s.prompt + s.generated);
+                plan.context_tokens += u64::from(s.prompt) + u64::from(s.generated);
             } else {
                 plan.prefill_tokens += u64::from(s.prompt);
             }

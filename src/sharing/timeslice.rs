@@ -120,6 +120,10 @@ impl Schedule {
                             left_ns: self.switch_ns,
                         };
                         if self.switch_ns == 0 {
+                            // No switch phase to start rounds from: skip whole rounds here.
+                            let skipped = self.skip_rounds(left);
+                            left -= skipped;
+                            elapsed += skipped;
                             self.phase = Phase::Running {
                                 slice_left_ns: self.quantum_ns,
                             };
@@ -145,7 +149,7 @@ impl Schedule {
         if k < 2 {
             return 0;
         }
-        let round = k * (self.switch_ns + self.quantum_ns);
+        let round = k.saturating_mul(self.switch_ns.saturating_add(self.quantum_ns));
         let by_work = self
             .ring
             .iter()

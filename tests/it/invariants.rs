@@ -81,3 +81,33 @@ proptest! {
         prop_assert_eq!(r.counts.started, r.counts.completed + r.counts.failed);
     }
 }
+
+/// Busy time is counted inside the measured window only, so it never exceeds wall time,
+/// however the last events straddle the window's end (closed loop) or however long an
+/// overloaded open loop takes to drain.
+#[test]
+fn busy_fractions_stay_within_wall_time() {
+    let mut closed = seed_experiment("baseline-light");
+    if let WorkloadSpec::ClosedLoop(c) = &mut closed.raw.workload {
+        (c.users, c.ramp_up_s, c.hold_s, c.ramp_down_s) = (1, 0.0, 0.1, 0.0);
+    }
+    closed.raw.audio.chunk_interval_ms = 1.0;
+    let mut open = seed_experiment("baseline-light");
+    open.raw.workload = WorkloadSpec::Poisson(Poisson {
+        rate_rps: 20.0,
+        duration_s: 10.0,
+        timeout_s: 30.0,
+    });
+    for e in [&closed, &open] {
+        let r = run_experiment(e);
+        for p in &r.partitions {
+            assert!(
+                p.busy_fraction + p.switching_fraction <= 1.0 + 1e-12,
+                "{p:?}"
+            );
+        }
+    }
+    // Overloaded open loop: throughput is what drained, not the offered 20 req/s.
+    let r = run_experiment(&open);
+    assert!(r.throughput_rps < 5.0, "{}", r.throughput_rps);
+}
