@@ -14,9 +14,7 @@ use crate::engine::{Engine, EventClass, SimTime, Streams};
 use crate::experiment::Experiment;
 use crate::hardware::Partition;
 use crate::metrics::{Counts, StageSamples};
-use crate::profile::{
-    Breakdown, Efficiency, KernelGroup, LlmProfile, ModelKind, TtsProfile, exec_time,
-};
+use crate::profile::{Breakdown, Efficiency, LlmProfile, ModelKind, TtsProfile, exec_time};
 use crate::serving::{LlmEngine, StepPlan};
 use crate::sharing::TimeSlicer;
 use crate::workload::{Answer, WorkloadSpec, chunks_for, poisson_gap_s, user_window};
@@ -669,9 +667,4 @@ pub fn tts_sentence_time(
     };
     let codec = exec_time(&t.codec.work(frames as u32), part, eff);
     encoder.then(decoder).then(codec)
-}
-
-/// Runtime of one ASR chunk step on `part`, alone.
-pub fn asr_chunk_time(chunk: &KernelGroup, eff: &Efficiency, part: &Partition) -> Breakdown {
-    exec_time(&chunk.work(1), part, eff)
 }

@@ -26,18 +26,6 @@ pub struct Work {
     pub launches: f64,
 }
 
-impl Work {
-    /// The work of `k` back-to-back repetitions (same width, so `sm_demand` is unchanged).
-    pub fn scaled(self, k: f64) -> Work {
-        Work {
-            flops: self.flops * k,
-            bytes: self.bytes * k,
-            sm_demand: self.sm_demand,
-            launches: self.launches * k,
-        }
-    }
-}
-
 /// Where the time of one execution goes on a given partition (nanoseconds).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Breakdown {

@@ -229,15 +229,6 @@ impl CountDist {
         }
     }
 
-    /// Mean of the distribution before clamping (for reports).
-    pub fn nominal_mean(&self) -> f64 {
-        match *self {
-            CountDist::Fixed { value } => f64::from(value),
-            CountDist::Uniform { min, max } => (f64::from(min) + f64::from(max)) / 2.0,
-            CountDist::Normal { mean, .. } => mean,
-        }
-    }
-
     fn check(&self, origin: &Path, field: &str) -> Result<(), InputError> {
         let (lo, hi) = match *self {
             CountDist::Fixed { value } => (value, value),

@@ -224,11 +224,6 @@ impl TimeSlicer {
         self.queues[ctx].len()
     }
 
-    /// Whether no context has work.
-    pub fn is_idle(&self) -> bool {
-        self.sched.phase == Phase::Idle
-    }
-
     /// Bring the state forward to `t`; no job may finish strictly before `t`.
     pub fn advance(&mut self, t: SimTime) {
         let dt = t.since(self.now);

@@ -137,6 +137,17 @@ fn entries(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// Assert that stderr holds every one of `needles`.
+fn assert_stderr_has(o: &Outcome, needles: &[&str]) {
+    for n in needles {
+        assert!(
+            o.stderr.contains(n),
+            "stderr should contain `{n}`:\n{}",
+            o.stderr
+        );
+    }
+}
+
 fn assert_no_panic(o: &Outcome) {
     assert!(
         !o.stderr.contains("panicked") && o.code != Some(101),
@@ -541,18 +552,15 @@ fn mig_check_rejects_two_4g_instances_with_a_reason() {
     assert_no_panic(&o);
     assert_eq!(o.code, Some(1), "stderr:\n{}", o.stderr);
     assert!(o.stdout.is_empty(), "{}", o.stdout);
-    for n in [
-        "invalid MIG layout",
-        "4g.40gb",
-        "at most 1",
-        "memory slice 0",
-    ] {
-        assert!(
-            o.stderr.contains(n),
-            "stderr should contain `{n}`:\n{}",
-            o.stderr
-        );
-    }
+    assert_stderr_has(
+        &o,
+        &[
+            "invalid MIG layout",
+            "4g.40gb",
+            "at most 1",
+            "memory slice 0",
+        ],
+    );
 }
 
 #[test]
@@ -560,13 +568,10 @@ fn mig_check_rejects_an_unknown_profile_suggesting_the_closest() {
     let o = gpushare(&["mig", "check", "--gpu", "a100-80gb", "3g.20gb"]);
     assert_no_panic(&o);
     assert_eq!(o.code, Some(1), "stderr:\n{}", o.stderr);
-    for n in ["`3g.20gb`", "4g.40gb", "7g.80gb", "did you mean `3g.40gb`"] {
-        assert!(
-            o.stderr.contains(n),
-            "stderr should contain `{n}`:\n{}",
-            o.stderr
-        );
-    }
+    assert_stderr_has(
+        &o,
+        &["`3g.20gb`", "4g.40gb", "7g.80gb", "did you mean `3g.40gb`"],
+    );
 }
 
 #[test]
