@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::{self, non_negative, positive};
 use crate::error::InputError;
 use crate::hardware::{Catalogue, GpuSpec, Partition, mig};
-use crate::profile::{ModelKind, ModelProfile};
+use crate::profile::{LlmProfile, ModelKind, ModelProfile};
+use crate::serving::{BatchConfig, KvPolicy, LlmConfig, RoutingPolicy};
 use crate::workload::{AnswerSpec, Audio, WorkloadSpec};
 
 /// Default time slice: the open-source driver's per-context default on Volta and later,
@@ -91,6 +92,90 @@ pub struct Deployment {
     pub model: String,
     /// Replica placements.
     pub replicas: Vec<ReplicaPlacement>,
+    /// How requests are spread over the replicas.
+    #[serde(default)]
+    pub routing: RoutingPolicy,
+    /// Dynamic batching (ASR and TTS models); absent: one request at a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batching: Option<BatchingSpec>,
+    /// LLM engine limits and KV cache (LLM models); absent: the defaults below.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineSpec>,
+}
+
+/// Dynamic batching of a request-level model, as Triton's `dynamic_batching` block.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BatchingSpec {
+    /// Largest batch (Triton `max_batch_size`).
+    pub max_batch_size: u32,
+    /// Longest a request waits for others while the replica is free, microseconds (Triton
+    /// `max_queue_delay_microseconds`).
+    #[serde(default)]
+    pub max_queue_delay_us: f64,
+    /// Sizes sent at once when the queue can fill them (Triton `preferred_batch_size`).
+    #[serde(default)]
+    pub preferred_batch_sizes: Vec<u32>,
+}
+
+/// Where an LLM's KV cache gets its memory.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum KvCacheMode {
+    /// Reserved at start-up (vLLM, TensorRT-LLM): `memory_fraction` of the partition minus
+    /// weights and runtime; a full cache makes requests wait or preempts them.
+    #[default]
+    Preallocated,
+    /// Allocated as sequences grow, from whatever the partition has free: co-located
+    /// replicas are not isolated, and an allocation that finds no memory fails its request
+    /// with out-of-memory.
+    OnDemand,
+}
+
+/// An LLM replica's engine settings (vLLM names in brackets).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSpec {
+    /// Most sequences running at once (`max_num_seqs`); default: the profile's `max_batch`.
+    pub max_num_seqs: Option<u32>,
+    /// Most tokens in one iteration (`max_num_batched_tokens`); longer prompts are
+    /// prefilled in chunks.
+    #[serde(default = "default_batched_tokens")]
+    pub max_batched_tokens: u32,
+    /// Tokens per KV-cache block (`block_size`).
+    #[serde(default = "default_block_tokens")]
+    pub block_tokens: u32,
+    /// Fraction of the partition's memory the replica takes (`gpu_memory_utilization`).
+    #[serde(default = "default_memory_fraction")]
+    pub memory_fraction: f64,
+    /// Preallocated or on-demand KV cache.
+    #[serde(default)]
+    pub kv_cache: KvCacheMode,
+}
+
+impl Default for EngineSpec {
+    fn default() -> Self {
+        EngineSpec {
+            max_num_seqs: None,
+            max_batched_tokens: default_batched_tokens(),
+            block_tokens: default_block_tokens(),
+            memory_fraction: default_memory_fraction(),
+            kv_cache: KvCacheMode::default(),
+        }
+    }
+}
+
+/// vLLM's default token budget per iteration with chunked prefill on large GPUs.
+fn default_batched_tokens() -> u32 {
+    8192
+}
+/// vLLM's default KV block size on CUDA.
+fn default_block_tokens() -> u32 {
+    16
+}
+/// vLLM's default `gpu_memory_utilization`.
+fn default_memory_fraction() -> f64 {
+    0.9
 }
 
 /// The experiment file as written (after `extends` are merged).
@@ -121,8 +206,9 @@ pub struct RawExperiment {
     pub deployments: Vec<Deployment>,
     /// Load.
     pub workload: WorkloadSpec,
-    /// Audio clips and how they are streamed.
-    pub audio: Audio,
+    /// Audio clips and how they are streamed (needed when an ASR model is deployed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<Audio>,
     /// LLM answer shapes.
     pub answers: AnswerSpec,
 }
@@ -143,10 +229,27 @@ pub struct PartitionSpec {
 /// A replica of a model on a partition.
 #[derive(Clone, Debug)]
 pub struct ReplicaSpec {
-    /// Index into `Experiment::models`.
+    /// Index into `Experiment::models` (and `Experiment::deployments`).
     pub model: usize,
     /// Index into `Experiment::partitions`.
     pub partition: usize,
+    /// Memory the replica holds from the start, bytes.
+    pub footprint_bytes: u64,
+    /// Dynamic batching (request-level models).
+    pub batching: BatchConfig,
+    /// Engine limits and KV cache (LLMs).
+    pub llm: Option<LlmConfig>,
+    /// Bytes of one KV-cache block (LLMs; 0 otherwise).
+    pub kv_block_bytes: u64,
+}
+
+/// A deployment, resolved: its replicas and how requests reach them.
+#[derive(Clone, Debug)]
+pub struct DeploymentSpec {
+    /// Indices into `Experiment::replicas`.
+    pub replicas: Vec<usize>,
+    /// Routing policy.
+    pub routing: RoutingPolicy,
 }
 
 /// A validated experiment, ready to simulate.
@@ -162,6 +265,8 @@ pub struct Experiment {
     pub models: Vec<ModelProfile>,
     /// Replicas.
     pub replicas: Vec<ReplicaSpec>,
+    /// Deployments, one per model, in the same order as `models`.
+    pub deployments: Vec<DeploymentSpec>,
 }
 
 impl Experiment {
@@ -185,7 +290,6 @@ impl Experiment {
         models_dir: &Path,
     ) -> Result<Experiment, InputError> {
         raw.workload.check(origin)?;
-        raw.audio.check(origin)?;
         raw.answers.check(origin)?;
         if raw.gpus.is_empty() {
             return Err(InputError::invalid(
@@ -299,10 +403,6 @@ impl Experiment {
             gpus.push(spec);
         }
 
-        let mut models = Vec::new();
-        let mut replicas = Vec::new();
-        let mut contexts = vec![0u32; partitions.len()];
-        let mut memory = vec![0u64; partitions.len()];
         if raw.deployments.is_empty() {
             return Err(InputError::invalid(
                 origin,
@@ -311,6 +411,10 @@ impl Experiment {
                 "at least one deployment",
             ));
         }
+        let mut models = Vec::new();
+        let mut replicas = Vec::new();
+        let mut deployments = Vec::new();
+        let mut contexts = vec![0u32; partitions.len()];
         for (di, d) in raw.deployments.iter().enumerate() {
             let field = format!("deployments[{di}]");
             let model = load_model(models_dir, &d.model, origin, &format!("{field}.model"))?;
@@ -322,40 +426,15 @@ impl Experiment {
                     "at least one replica placement",
                 ));
             }
+            let batching = batch_config(d, &model, origin, &field)?;
+            let engine = engine_spec(d, &model, origin, &field)?;
             let mi = models.len();
+            let mut ids = Vec::new();
             for (ri, r) in d.replicas.iter().enumerate() {
                 let rf = format!("{field}.replicas[{ri}]");
-                let Some(&(first, count, cap, gi)) = gpu_parts.get(&r.gpu) else {
-                    let known: Vec<&str> = raw.gpus.iter().map(|g| g.id.as_str()).collect();
-                    return Err(InputError::invalid(
-                        origin,
-                        &format!("{rf}.gpu"),
-                        &r.gpu,
-                        &format!("one of the GPU ids: {}", known.join(", ")),
-                    ));
-                };
-                let is_mig = matches!(raw.gpus[gi].sharing, SharingSpec::Mig { .. });
-                let part = match (is_mig, r.instance) {
-                    (true, Some(i)) if i < count => first + i,
-                    (true, other) => {
-                        return Err(InputError::invalid(
-                            origin,
-                            &format!("{rf}.instance"),
-                            other.map_or("missing".to_string(), |i| i.to_string()),
-                            &format!("a MIG instance index 0..{} on GPU {}", count - 1, r.gpu),
-                        ));
-                    }
-                    (false, Some(i)) => {
-                        return Err(InputError::invalid(
-                            origin,
-                            &format!("{rf}.instance"),
-                            i,
-                            &format!("no instance: GPU {} is not in MIG mode", r.gpu),
-                        ));
-                    }
-                    (false, None) => first,
-                };
+                let part = place(&raw, &gpu_parts, r, &rf, origin)?;
                 contexts[part] += 1;
+                let (_, _, cap, gi) = gpu_parts[&r.gpu];
                 if contexts[part] > cap {
                     let allowed = match raw.gpus[gi].sharing {
                         SharingSpec::Dedicated => format!(
@@ -377,50 +456,101 @@ impl Experiment {
                         &allowed,
                     ));
                 }
-                memory[part] += model.memory_bytes();
-                let avail = partitions[part].resources.memory_bytes;
-                if memory[part] > avail {
-                    return Err(InputError::invalid(
-                        origin,
-                        &rf,
-                        format!(
-                            "{} ({:.1} GB) on {} {}",
-                            model.name, model.memory_gb, r.gpu, partitions[part].resources.label
-                        ),
-                        &format!(
-                            "replicas whose memory fits the partition: {:.1} GB needed in all, {:.1} GB available",
-                            memory[part] as f64 / 1e9,
-                            avail as f64 / 1e9
-                        ),
-                    ));
-                }
+                let resources = &partitions[part].resources;
+                let (footprint_bytes, llm, kv_block_bytes) = match (&model.kind, &engine) {
+                    (ModelKind::Llm(l), Some(e)) => {
+                        let memory = llm_memory(l, e, resources.memory_bytes);
+                        let kv = match e.kv_cache {
+                            KvCacheMode::Preallocated => {
+                                if memory.kv_bytes < memory.block_bytes as f64 {
+                                    return Err(InputError::invalid(
+                                        origin,
+                                        &format!("{field}.engine.memory_fraction"),
+                                        crate::config::num(e.memory_fraction),
+                                        &format!(
+                                            "a fraction of {} {} ({:.1} GB) that holds the weights and runtime of {} ({:.1} GB) and leaves room for a KV cache",
+                                            r.gpu,
+                                            resources.label,
+                                            resources.memory_bytes as f64 / 1e9,
+                                            model.name,
+                                            memory.fixed_bytes / 1e9
+                                        ),
+                                    ));
+                                }
+                                KvPolicy::Preallocated {
+                                    blocks: (memory.kv_bytes / memory.block_bytes as f64) as u64,
+                                }
+                            }
+                            KvCacheMode::OnDemand => KvPolicy::OnDemand,
+                        };
+                        let cfg = LlmConfig {
+                            max_num_seqs: e.max_num_seqs.unwrap_or(l.max_batch),
+                            max_batched_tokens: e.max_batched_tokens,
+                            block_tokens: e.block_tokens,
+                            kv,
+                        };
+                        (memory.footprint_bytes(kv), Some(cfg), memory.block_bytes)
+                    }
+                    _ => (model.memory_bytes(), None, 0),
+                };
                 replicas.push(ReplicaSpec {
                     model: mi,
                     partition: part,
+                    footprint_bytes,
+                    batching: batching.clone(),
+                    llm,
+                    kv_block_bytes,
                 });
+                ids.push(replicas.len() - 1);
+                check_memory(
+                    &raw,
+                    &partitions,
+                    &models,
+                    &model,
+                    &replicas,
+                    part,
+                    &rf,
+                    origin,
+                )?;
             }
+            deployments.push(DeploymentSpec {
+                replicas: ids,
+                routing: d.routing,
+            });
             models.push(model);
         }
-        for kind in ["asr", "llm", "tts"] {
+        for (kind, allowed) in [("asr", 0..=1), ("llm", 1..=1), ("tts", 0..=1)] {
             let n = models.iter().filter(|m| kind_name(&m.kind) == kind).count();
-            if n != 1 {
+            if !allowed.contains(&n) {
                 return Err(InputError::invalid(
                     origin,
                     "deployments",
                     format!("{n} {kind} deployments"),
-                    "exactly one deployment each of an asr, an llm and a tts model (the voice pipeline)",
+                    "one llm deployment, with at most one asr deployment before it and one tts deployment after it",
                 ));
             }
         }
-        let chunk_ms = raw.audio.chunk_ms;
+        let has_asr = models.iter().any(|m| matches!(m.kind, ModelKind::Asr(_)));
+        match (&raw.audio, has_asr) {
+            (None, true) => {
+                return Err(InputError::invalid(
+                    origin,
+                    "audio",
+                    "missing",
+                    "an [audio] table (clips_s, chunk_ms, chunk_interval_ms) when an asr model is deployed",
+                ));
+            }
+            (Some(audio), _) => audio.check(origin)?,
+            (None, false) => {}
+        }
         for m in &models {
-            if let ModelKind::Asr(a) = &m.kind
-                && (a.chunk_ms - chunk_ms).abs() > 1e-9
+            if let (ModelKind::Asr(a), Some(audio)) = (&m.kind, &raw.audio)
+                && (a.chunk_ms - audio.chunk_ms).abs() > 1e-9
             {
                 return Err(InputError::invalid(
                     origin,
                     "audio.chunk_ms",
-                    chunk_ms,
+                    audio.chunk_ms,
                     &format!(
                         "{} ms, the chunk size the ASR profile {} is written for",
                         a.chunk_ms, m.name
@@ -434,15 +564,13 @@ impl Experiment {
             partitions,
             models,
             replicas,
+            deployments,
         })
     }
 
-    /// Index of the model of kind `kind` (`asr`, `llm`, `tts`).
-    pub fn model_of_kind(&self, kind: &str) -> usize {
-        self.models
-            .iter()
-            .position(|m| kind_name(&m.kind) == kind)
-            .expect("invariant: validated experiments have one model of each kind")
+    /// Index of the model of kind `kind` (`asr`, `llm`, `tts`), if one is deployed.
+    pub fn model_of_kind(&self, kind: &str) -> Option<usize> {
+        self.models.iter().position(|m| kind_name(&m.kind) == kind)
     }
 }
 
@@ -567,4 +695,234 @@ fn merge(into: &mut toml::Value, from: toml::Value) {
         }
         (slot, v) => *slot = v,
     }
+}
+
+/// How an LLM replica's memory divides on a partition.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LlmMemory {
+    /// Weights and runtime (CUDA context, activations): held whatever the load, bytes.
+    pub fixed_bytes: f64,
+    /// `memory_fraction` of the partition: what a preallocating engine takes, bytes.
+    pub budget_bytes: f64,
+    /// What is left of the budget for the KV cache, bytes (negative if nothing).
+    pub kv_bytes: f64,
+    /// One KV block (`block_tokens` tokens), bytes.
+    pub block_bytes: u64,
+}
+
+impl LlmMemory {
+    /// Memory held from start-up under a KV policy.
+    pub fn footprint_bytes(&self, kv: KvPolicy) -> u64 {
+        match kv {
+            KvPolicy::Preallocated { .. } => self.budget_bytes as u64,
+            KvPolicy::OnDemand => self.fixed_bytes as u64,
+        }
+    }
+}
+
+/// Memory of an LLM replica with engine settings `e` on a partition of `partition_bytes`.
+pub fn llm_memory(l: &LlmProfile, e: &EngineSpec, partition_bytes: u64) -> LlmMemory {
+    let fixed = l.params * l.bytes_per_param + l.runtime_gb * 1e9;
+    let budget = e.memory_fraction * partition_bytes as f64;
+    LlmMemory {
+        fixed_bytes: fixed,
+        budget_bytes: budget,
+        kv_bytes: budget - fixed,
+        block_bytes: (l.kv_bytes_per_token * f64::from(e.block_tokens)).ceil() as u64,
+    }
+}
+
+/// The partition a placement names, checked against the GPU's sharing mode.
+fn place(
+    raw: &RawExperiment,
+    gpu_parts: &BTreeMap<String, (usize, usize, u32, usize)>,
+    r: &ReplicaPlacement,
+    rf: &str,
+    origin: &Path,
+) -> Result<usize, InputError> {
+    let Some(&(first, count, _, gi)) = gpu_parts.get(&r.gpu) else {
+        let known: Vec<&str> = raw.gpus.iter().map(|g| g.id.as_str()).collect();
+        return Err(InputError::invalid(
+            origin,
+            &format!("{rf}.gpu"),
+            &r.gpu,
+            &format!("one of the GPU ids: {}", known.join(", ")),
+        ));
+    };
+    let is_mig = matches!(raw.gpus[gi].sharing, SharingSpec::Mig { .. });
+    match (is_mig, r.instance) {
+        (true, Some(i)) if i < count => Ok(first + i),
+        (true, other) => Err(InputError::invalid(
+            origin,
+            &format!("{rf}.instance"),
+            other.map_or("missing".to_string(), |i| i.to_string()),
+            &format!("a MIG instance index 0..{} on GPU {}", count - 1, r.gpu),
+        )),
+        (false, Some(i)) => Err(InputError::invalid(
+            origin,
+            &format!("{rf}.instance"),
+            i,
+            &format!("no instance: GPU {} is not in MIG mode", r.gpu),
+        )),
+        (false, None) => Ok(first),
+    }
+}
+
+/// The replicas on partition `part` must fit its memory at start-up. Under MIG a replica
+/// that does not fit its instance is refused; under time-slicing the co-located replicas
+/// share the card with no isolation, so an over-committed card is refused at load time.
+#[allow(clippy::too_many_arguments)]
+fn check_memory(
+    raw: &RawExperiment,
+    partitions: &[PartitionSpec],
+    models: &[ModelProfile],
+    current: &ModelProfile,
+    replicas: &[ReplicaSpec],
+    part: usize,
+    rf: &str,
+    origin: &Path,
+) -> Result<(), InputError> {
+    let on_it: Vec<&ReplicaSpec> = replicas.iter().filter(|r| r.partition == part).collect();
+    let used: u64 = on_it.iter().map(|r| r.footprint_bytes).sum();
+    let p = &partitions[part];
+    let avail = p.resources.memory_bytes;
+    if used <= avail {
+        return Ok(());
+    }
+    let name = |r: &ReplicaSpec| models.get(r.model).unwrap_or(current).name.clone();
+    let parts: Vec<String> = on_it
+        .iter()
+        .map(|r| format!("{} {:.1} GB", name(r), r.footprint_bytes as f64 / 1e9))
+        .collect();
+    let g = &raw.gpus[p.gpu];
+    let how = match g.sharing {
+        SharingSpec::Mig { .. } => "a replica whose memory fits its MIG instance".to_string(),
+        SharingSpec::TimeSlicing { .. } => "co-located replicas whose memory fits the card: under time-slicing they share it with no isolation (lower an LLM's engine.memory_fraction, use kv_cache = \"on-demand\", or move a replica)".to_string(),
+        SharingSpec::Dedicated => "a replica whose memory fits the GPU".to_string(),
+    };
+    Err(InputError::invalid(
+        origin,
+        rf,
+        format!(
+            "{} on {} {}: {} = {:.1} GB",
+            current.name,
+            g.id,
+            p.resources.label,
+            parts.join(" + "),
+            used as f64 / 1e9
+        ),
+        &format!("{how}; {:.1} GB available", avail as f64 / 1e9),
+    ))
+}
+
+/// Dynamic batching of a deployment, checked.
+fn batch_config(
+    d: &Deployment,
+    model: &ModelProfile,
+    origin: &Path,
+    field: &str,
+) -> Result<BatchConfig, InputError> {
+    let Some(b) = &d.batching else {
+        return Ok(BatchConfig::default());
+    };
+    let f = format!("{field}.batching");
+    if let ModelKind::Llm(_) = model.kind {
+        return Err(InputError::invalid(
+            origin,
+            &f,
+            "a [batching] table",
+            &format!(
+                "no [batching] for the llm {}: it batches by iteration; set [deployments.engine] (max_num_seqs, max_batched_tokens) instead",
+                model.name
+            ),
+        ));
+    }
+    if !(1..=4096).contains(&b.max_batch_size) {
+        return Err(InputError::invalid(
+            origin,
+            &format!("{f}.max_batch_size"),
+            b.max_batch_size,
+            "an integer in [1, 4096]",
+        ));
+    }
+    non_negative(
+        origin,
+        &format!("{f}.max_queue_delay_us"),
+        b.max_queue_delay_us,
+    )?;
+    if b.max_queue_delay_us > 1e7 {
+        return Err(InputError::invalid(
+            origin,
+            &format!("{f}.max_queue_delay_us"),
+            crate::config::num(b.max_queue_delay_us),
+            "at most 1e7 us (10 s)",
+        ));
+    }
+    for (i, &p) in b.preferred_batch_sizes.iter().enumerate() {
+        if p == 0 || p > b.max_batch_size {
+            return Err(InputError::invalid(
+                origin,
+                &format!("{f}.preferred_batch_sizes[{i}]"),
+                p,
+                &format!("a size in [1, max_batch_size = {}]", b.max_batch_size),
+            ));
+        }
+    }
+    Ok(BatchConfig {
+        max_batch_size: b.max_batch_size,
+        max_queue_delay_ns: (b.max_queue_delay_us * 1e3).round() as u64,
+        preferred_batch_sizes: b.preferred_batch_sizes.clone(),
+    })
+}
+
+/// Engine settings of a deployment, checked (`None` for models that are not LLMs).
+fn engine_spec(
+    d: &Deployment,
+    model: &ModelProfile,
+    origin: &Path,
+    field: &str,
+) -> Result<Option<EngineSpec>, InputError> {
+    let f = format!("{field}.engine");
+    let ModelKind::Llm(_) = model.kind else {
+        if d.engine.is_some() {
+            return Err(InputError::invalid(
+                origin,
+                &f,
+                "an [engine] table",
+                &format!(
+                    "no [engine] for the {} model {}: engine settings are for llms; use [deployments.batching]",
+                    kind_name(&model.kind),
+                    model.name
+                ),
+            ));
+        }
+        return Ok(None);
+    };
+    let e = d.engine.clone().unwrap_or_default();
+    if let Some(0) = e.max_num_seqs {
+        return Err(InputError::invalid(
+            origin,
+            &format!("{f}.max_num_seqs"),
+            0,
+            "an integer >= 1",
+        ));
+    }
+    if e.max_batched_tokens == 0 {
+        return Err(InputError::invalid(
+            origin,
+            &format!("{f}.max_batched_tokens"),
+            0,
+            "an integer >= 1",
+        ));
+    }
+    if !(1..=4096).contains(&e.block_tokens) {
+        return Err(InputError::invalid(
+            origin,
+            &format!("{f}.block_tokens"),
+            e.block_tokens,
+            "an integer in [1, 4096]",
+        ));
+    }
+    crate::config::fraction(origin, &format!("{f}.memory_fraction"), e.memory_fraction)?;
+    Ok(Some(e))
 }

@@ -5,7 +5,17 @@
 use serde::Serialize;
 
 /// Latency stages, in report order.
-pub const STAGES: [&str; 6] = ["asr", "llm_ttft", "llm_total", "tts", "e2e", "request"];
+pub const STAGES: [&str; 9] = [
+    "asr",
+    "llm_queue",
+    "llm_ttft",
+    "llm_tpot",
+    "llm_itl",
+    "llm_total",
+    "tts",
+    "e2e",
+    "request",
+];
 
 /// Collected latency samples of one stage, milliseconds.
 #[derive(Clone, Debug, Default)]
@@ -72,8 +82,15 @@ pub struct LatencySummary {
 pub struct StageLatencies {
     /// First audio sent -> final transcript.
     pub asr: LatencySummary,
+    /// Queued at the LLM -> first admitted into its batch (waiting for a slot or KV blocks).
+    pub llm_queue: LatencySummary,
     /// Final transcript -> first LLM token.
     pub llm_ttft: LatencySummary,
+    /// Time per output token after the first: (last - first token) / (tokens - 1), per
+    /// request with at least two tokens.
+    pub llm_tpot: LatencySummary,
+    /// Inter-token latency: every gap between consecutive tokens of a request.
+    pub llm_itl: LatencySummary,
     /// Final transcript -> last LLM token.
     pub llm_total: LatencySummary,
     /// Per sentence: handed to TTS -> its audio ready (queueing + synthesis).
@@ -89,7 +106,10 @@ impl StageLatencies {
     pub fn get(&self, stage: &str) -> &LatencySummary {
         match stage {
             "asr" => &self.asr,
+            "llm_queue" => &self.llm_queue,
             "llm_ttft" => &self.llm_ttft,
+            "llm_tpot" => &self.llm_tpot,
+            "llm_itl" => &self.llm_itl,
             "llm_total" => &self.llm_total,
             "tts" => &self.tts,
             "e2e" => &self.e2e,
@@ -105,7 +125,13 @@ pub struct StageSamples {
     /// See [`StageLatencies`].
     pub asr: Samples,
     /// See [`StageLatencies`].
+    pub llm_queue: Samples,
+    /// See [`StageLatencies`].
     pub llm_ttft: Samples,
+    /// See [`StageLatencies`].
+    pub llm_tpot: Samples,
+    /// See [`StageLatencies`].
+    pub llm_itl: Samples,
     /// See [`StageLatencies`].
     pub llm_total: Samples,
     /// See [`StageLatencies`].
@@ -121,7 +147,10 @@ impl StageSamples {
     pub fn summary(&self) -> StageLatencies {
         StageLatencies {
             asr: self.asr.summary(),
+            llm_queue: self.llm_queue.summary(),
             llm_ttft: self.llm_ttft.summary(),
+            llm_tpot: self.llm_tpot.summary(),
+            llm_itl: self.llm_itl.summary(),
             llm_total: self.llm_total.summary(),
             tts: self.tts.summary(),
             e2e: self.e2e.summary(),
@@ -147,10 +176,47 @@ pub struct PartitionUsage {
     pub busy_fraction: f64,
     /// Fraction of wall time lost to context switches.
     pub switching_fraction: f64,
-    /// Memory held by the replicas, GB.
+    /// Memory the replicas hold from start-up, GB.
     pub memory_used_gb: f64,
+    /// Most memory held at once, on-demand KV caches included, GB.
+    pub memory_peak_gb: f64,
     /// Memory of the partition, GB.
     pub memory_total_gb: f64,
+}
+
+/// What one replica did over the run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReplicaUsage {
+    /// Model.
+    pub model: String,
+    /// GPU id.
+    pub gpu: String,
+    /// Partition label.
+    pub partition: String,
+    /// Requests the router sent here.
+    pub routed: u64,
+    /// Batches (ASR, TTS) or iterations (LLM) run.
+    pub batches: u64,
+    /// Mean items per batch (chunks, sentences) or sequences per iteration.
+    pub mean_batch: f64,
+    /// KV cache (LLMs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kv: Option<KvReport>,
+}
+
+/// An LLM replica's KV cache over the run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct KvReport {
+    /// Tokens the cache holds (`null` for an on-demand cache, bounded only by free memory).
+    pub capacity_tokens: Option<u64>,
+    /// Time-weighted mean of blocks in use / capacity (`null` for on-demand).
+    pub mean_occupancy: Option<f64>,
+    /// Most blocks in use at once / capacity (`null` for on-demand).
+    pub peak_occupancy: Option<f64>,
+    /// Most KV memory held at once, GB.
+    pub peak_gb: f64,
+    /// Sequences preempted (and later recomputed) because the cache was full.
+    pub preemptions: u64,
 }
 
 /// Request accounting: every request started ends in exactly one of these.
@@ -160,8 +226,12 @@ pub struct Counts {
     pub started: u64,
     /// Finished within the timeout.
     pub completed: u64,
-    /// Timed out.
+    /// Failed: timed out, out of memory, or refused.
     pub failed: u64,
+    /// Of the failed: an on-demand KV allocation found the partition's memory full.
+    pub out_of_memory: u64,
+    /// Of the failed: longer than the LLM replica's whole KV cache (refused on arrival).
+    pub rejected: u64,
     /// Cancelled because their user left (not recorded in latencies or throughput).
     pub cancelled: u64,
 }

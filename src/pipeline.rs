@@ -1,12 +1,14 @@
-//! The voice pipeline simulated end to end: streaming ASR -> token-streaming LLM -> TTS per
-//! sentence, on replicas placed on partitions, driven by the workload.
+//! The serving pipeline simulated end to end: streaming ASR -> token-streaming LLM -> TTS per
+//! sentence (ASR and TTS optional), on replicas placed on partitions, driven by the workload.
 //!
-//! Flow of one request: the user streams audio chunks (one [`Event::Chunk`] each); every chunk
-//! becomes an ASR job on the ASR replica's partition; when the last chunk's job finishes the
-//! transcript goes to the LLM engine, which runs iterations (prefill, then one token per
-//! sequence per iteration); whenever a sentence's last token appears, and the previous
-//! sentence's audio is ready, the sentence becomes a TTS job. The request ends when the last
-//! sentence's audio is ready (end of turn), or fails at its timeout.
+//! Flow of one request: a router picks a replica per stage as the request reaches it. The
+//! user streams audio chunks (one [`Event::Chunk`] each); each chunk joins the ASR replica's
+//! dynamic batcher, which runs batches on the replica's partition; when the last chunk is
+//! transcribed the prompt goes to an LLM replica, whose engine runs iterations (chunked
+//! prefill, then one token per sequence per iteration) within its KV cache; whenever a
+//! sentence's last token appears, and the previous sentence's audio is ready, the sentence
+//! joins the TTS replica's batcher. The request ends when the last sentence's audio is ready
+//! (end of turn), or fails at its timeout, or when its KV allocation runs out of memory.
 
 use rand_chacha::ChaCha8Rng;
 
@@ -14,8 +16,10 @@ use crate::engine::{Engine, EventClass, SimTime, Streams};
 use crate::experiment::Experiment;
 use crate::hardware::Partition;
 use crate::metrics::{Counts, StageSamples};
-use crate::profile::{Breakdown, Efficiency, LlmProfile, ModelKind, TtsProfile, exec_time};
-use crate::serving::{LlmEngine, StepPlan};
+use crate::profile::{Breakdown, Efficiency, ModelKind, TtsProfile, exec_time};
+use crate::serving::batcher::Decision;
+use crate::serving::llm::KvUsage;
+use crate::serving::{Batcher, KvPolicy, LlmEngine, Router};
 use crate::sharing::TimeSlicer;
 use crate::workload::{Answer, WorkloadSpec, chunks_for, poisson_gap_s, user_window};
 
@@ -29,8 +33,13 @@ pub enum Event {
         /// Version of the partition's schedule this event was computed for.
         version: u64,
     },
-    /// An LLM replica's host-side step preparation is over: submit the iteration to the GPU.
+    /// An LLM replica's host-side step preparation is over: plan and submit the iteration.
     LlmStep {
+        /// Replica index.
+        replica: u32,
+    },
+    /// A batching replica's oldest request has waited its maximum queue delay.
+    BatchTimer {
         /// Replica index.
         replica: u32,
     },
@@ -70,7 +79,7 @@ impl EventClass for Event {
         match self {
             // Work that finishes at an instant is visible to everything else at that instant.
             Event::DeviceDone { .. } => 0,
-            Event::LlmStep { .. } => 1,
+            Event::LlmStep { .. } | Event::BatchTimer { .. } => 1,
             Event::Chunk { .. } => 2,
             // A user leaving at the instant it would start a request starts none.
             Event::UserLeave { .. } => 3,
@@ -89,12 +98,12 @@ enum Status {
     Cancelled,
 }
 
-/// What a job token on a partition stands for.
-#[derive(Clone, Copy, Debug)]
-enum Job {
-    AsrChunk { req: u32 },
-    LlmIteration { replica: u32 },
-    TtsSentence { req: u32 },
+/// Pipeline stages, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Asr = 0,
+    Llm = 1,
+    Tts = 2,
 }
 
 struct Request {
@@ -103,11 +112,11 @@ struct Request {
     start: SimTime,
     chunks: u32,
     chunks_done: u32,
-    asr: usize,
-    llm: usize,
-    tts: usize,
+    /// Replica serving each stage, once routed; `None` again once released.
+    routed: [Option<u32>; 3],
     answer: Answer,
     transcript_at: SimTime,
+    admitted_at: Option<SimTime>,
     first_token_at: SimTime,
     last_token_at: SimTime,
     sentences_ready: u32,
@@ -116,6 +125,7 @@ struct Request {
     handed_at: SimTime,
     first_audio_at: Option<SimTime>,
     tts_ms: Vec<f64>,
+    itl_ms: Vec<f64>,
 }
 
 struct User {
@@ -124,10 +134,40 @@ struct User {
     clips_sent: u32,
 }
 
+/// A replica's serving state.
 struct Replica {
     partition: usize,
     ctx: usize,
     model: usize,
+    stage: Stage,
+    /// Position among its deployment's replicas (the router's index).
+    local: usize,
+    batcher: Option<Batcher<u32>>,
+    /// Requests in the batch running on the GPU.
+    in_flight: Vec<u32>,
+    llm: Option<LlmEngine>,
+    /// Batch runtime by size (ASR: the same work every chunk), filled on first use.
+    batch_ns: Vec<u64>,
+    batches: u64,
+    batch_items: u64,
+    routed: u64,
+    /// Bytes of one KV block (LLMs).
+    kv_block_bytes: u64,
+    /// KV blocks held the last time the partition's dynamic memory was updated.
+    kv_blocks_seen: u64,
+}
+
+/// What one replica did, as the run saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplicaResult {
+    /// Requests routed here.
+    pub routed: u64,
+    /// Batches or LLM iterations run.
+    pub batches: u64,
+    /// Items (chunks, sentences, sequences) over all batches.
+    pub batch_items: u64,
+    /// KV cache use (LLMs).
+    pub kv: Option<KvUsage>,
 }
 
 /// The outcome of one run.
@@ -143,10 +183,12 @@ pub struct RunResult {
     pub busy_ns: Vec<u64>,
     /// Context-switch ns per partition.
     pub switching_ns: Vec<u64>,
-    /// LLM iterations run and the sequences they carried (for the mean batch).
-    pub llm_iterations: u64,
-    /// Sum of sequences over LLM iterations.
-    pub llm_batched_seqs: u64,
+    /// Most memory held per partition (start-up footprints plus on-demand KV), bytes.
+    pub peak_memory_bytes: Vec<u64>,
+    /// Per replica, in the experiment's order.
+    pub replicas: Vec<ReplicaResult>,
+    /// Tokens generated for completed requests.
+    pub output_tokens: u64,
     /// Events processed.
     pub events: u64,
 }
@@ -158,26 +200,24 @@ pub struct Simulation<'a> {
     slicers: Vec<TimeSlicer>,
     versions: Vec<u64>,
     replicas: Vec<Replica>,
-    llm_engines: Vec<Option<LlmEngine>>,
-    /// Replica indices per pipeline stage, and the round-robin cursor of each.
-    asr_replicas: Vec<usize>,
-    llm_replicas: Vec<usize>,
-    tts_replicas: Vec<usize>,
-    rr: [usize; 3],
-    /// Precomputed ASR chunk runtime per replica (same work every chunk).
-    asr_chunk_ns: Vec<u64>,
-    jobs: Vec<Job>,
-    free_jobs: Vec<u64>,
+    /// Router of each stage's deployment (none for a stage not deployed).
+    routers: [Option<Router>; 3],
+    /// Global replica indices of each stage's deployment.
+    stage_replicas: [Vec<usize>; 3],
+    /// Memory per partition: held from start-up, and grown by on-demand KV caches.
+    static_bytes: Vec<u64>,
+    dynamic_bytes: Vec<u64>,
+    peak_bytes: Vec<u64>,
     requests: Vec<Request>,
     users: Vec<User>,
     answers_rng: ChaCha8Rng,
     arrivals_rng: ChaCha8Rng,
+    routing_rng: ChaCha8Rng,
     counts: Counts,
     samples: StageSamples,
+    output_tokens: u64,
     end: SimTime,
     timeout_ns: u64,
-    llm_iterations: u64,
-    llm_batched_seqs: u64,
 }
 
 impl<'a> Simulation<'a> {
@@ -189,35 +229,48 @@ impl<'a> Simulation<'a> {
             .iter()
             .map(|p| TimeSlicer::new(p.time_slice_ns, p.switch_ns))
             .collect();
+        let mut static_bytes = vec![0u64; exp.partitions.len()];
         let mut replicas = Vec::new();
-        let mut llm_engines = Vec::new();
-        let mut asr_chunk_ns = Vec::new();
-        let (mut asr_r, mut llm_r, mut tts_r) = (Vec::new(), Vec::new(), Vec::new());
+        let mut stage_replicas: [Vec<usize>; 3] = Default::default();
+        let mut routers: [Option<Router>; 3] = Default::default();
+        for (mi, d) in exp.deployments.iter().enumerate() {
+            let stage = match exp.models[mi].kind {
+                ModelKind::Asr(_) => Stage::Asr,
+                ModelKind::Llm(_) => Stage::Llm,
+                ModelKind::Tts(_) => Stage::Tts,
+            };
+            stage_replicas[stage as usize] = d.replicas.clone();
+            routers[stage as usize] = Some(Router::new(d.routing, d.replicas.len()));
+        }
         for (i, r) in exp.replicas.iter().enumerate() {
             let ctx = slicers[r.partition].add_context();
+            static_bytes[r.partition] += r.footprint_bytes;
+            let stage = match exp.models[r.model].kind {
+                ModelKind::Asr(_) => Stage::Asr,
+                ModelKind::Llm(_) => Stage::Llm,
+                ModelKind::Tts(_) => Stage::Tts,
+            };
+            let local = exp.deployments[r.model]
+                .replicas
+                .iter()
+                .position(|&g| g == i)
+                .expect("invariant: a replica belongs to its deployment");
             replicas.push(Replica {
                 partition: r.partition,
                 ctx,
                 model: r.model,
+                stage,
+                local,
+                batcher: r.llm.is_none().then(|| Batcher::new(r.batching.clone())),
+                in_flight: Vec::new(),
+                llm: r.llm.map(LlmEngine::new),
+                batch_ns: Vec::new(),
+                batches: 0,
+                batch_items: 0,
+                routed: 0,
+                kv_block_bytes: r.kv_block_bytes,
+                kv_blocks_seen: 0,
             });
-            let m = &exp.models[r.model];
-            let part = &exp.partitions[r.partition].resources;
-            let (engine, chunk_ns) = match &m.kind {
-                ModelKind::Asr(a) => {
-                    asr_r.push(i);
-                    (None, exec_time(&a.chunk.work(1), part, &m.efficiency).ns())
-                }
-                ModelKind::Llm(l) => {
-                    llm_r.push(i);
-                    (Some(LlmEngine::new(l.max_batch)), 0)
-                }
-                ModelKind::Tts(_) => {
-                    tts_r.push(i);
-                    (None, 0)
-                }
-            };
-            llm_engines.push(engine);
-            asr_chunk_ns.push(chunk_ns);
         }
         let duration = SimTime::from_secs_f64(exp.raw.workload.duration_s());
         Simulation {
@@ -226,24 +279,21 @@ impl<'a> Simulation<'a> {
             versions: vec![0; slicers.len()],
             slicers,
             replicas,
-            llm_engines,
-            asr_replicas: asr_r,
-            llm_replicas: llm_r,
-            tts_replicas: tts_r,
-            rr: [0; 3],
-            asr_chunk_ns,
-            jobs: Vec::new(),
-            free_jobs: Vec::new(),
+            routers,
+            stage_replicas,
+            peak_bytes: static_bytes.clone(),
+            dynamic_bytes: vec![0; static_bytes.len()],
+            static_bytes,
             requests: Vec::new(),
             users: Vec::new(),
             answers_rng: streams.stream("answers"),
             arrivals_rng: streams.stream("arrivals"),
+            routing_rng: streams.stream("routing"),
             counts: Counts::default(),
             samples: StageSamples::default(),
+            output_tokens: 0,
             end: duration,
             timeout_ns: SimTime::from_secs_f64(exp.raw.workload.timeout_s()).0,
-            llm_iterations: 0,
-            llm_batched_seqs: 0,
         }
     }
 
@@ -296,14 +346,25 @@ impl<'a> Simulation<'a> {
             busy.push(s.busy_ns());
             switching.push(s.switching_ns());
         }
+        let replicas = self
+            .replicas
+            .iter_mut()
+            .map(|r| ReplicaResult {
+                routed: r.routed,
+                batches: r.batches,
+                batch_items: r.batch_items,
+                kv: r.llm.as_mut().map(|e| e.usage(end.0)),
+            })
+            .collect();
         RunResult {
             counts: self.counts,
             samples: self.samples,
             duration_s: end.as_secs_f64(),
             busy_ns: busy,
             switching_ns: switching,
-            llm_iterations: self.llm_iterations,
-            llm_batched_seqs: self.llm_batched_seqs,
+            peak_memory_bytes: self.peak_bytes,
+            replicas,
+            output_tokens: self.output_tokens,
             events: self.engine.processed(),
         }
     }
@@ -315,13 +376,41 @@ impl<'a> Simulation<'a> {
                 if self.versions[p] != version {
                     return; // superseded by a later submission
                 }
-                let (_, token) = self.slicers[p].complete(now);
-                let job = self.jobs[token as usize];
-                self.free_jobs.push(token);
+                let (_, token) = self.slicers[p].finishing(now);
+                let replica = token as usize;
+                // A batching replica hands the GPU its next batch before the finished one is
+                // retired, so that it keeps its turn (see `TimeSlicer::finishing`).
+                let finished = std::mem::take(&mut self.replicas[replica].in_flight);
+                if let Some(b) = self.replicas[replica].batcher.as_mut() {
+                    let d = b.finish(now.0);
+                    self.apply(now, replica, d);
+                }
+                self.slicers[p].complete(now);
                 self.reschedule(p);
-                self.job_done(now, job);
+                match self.replicas[replica].stage {
+                    Stage::Asr => {
+                        for req in finished {
+                            self.asr_chunk_done(now, req);
+                        }
+                    }
+                    Stage::Tts => {
+                        for req in finished {
+                            self.tts_sentence_done(now, req);
+                        }
+                    }
+                    Stage::Llm => self.llm_iteration_done(now, replica),
+                }
             }
             Event::LlmStep { replica } => self.llm_submit(now, replica as usize),
+            Event::BatchTimer { replica } => {
+                let r = replica as usize;
+                let d = self.replicas[r]
+                    .batcher
+                    .as_mut()
+                    .expect("invariant: timer of a batching replica")
+                    .timer(now.0);
+                self.apply(now, r, d);
+            }
             Event::Chunk { req, idx } => self.chunk(now, req, idx),
             Event::UserJoin { user } => {
                 self.users[user as usize].active = true;
@@ -345,61 +434,74 @@ impl<'a> Simulation<'a> {
             Event::UserLeave { user } => {
                 let u = &mut self.users[user as usize];
                 u.active = false;
-                if let Some(r) = u.request.take() {
-                    let req = &mut self.requests[r as usize];
-                    if req.status == Status::Active {
-                        req.status = Status::Cancelled;
-                        self.counts.cancelled += 1;
-                    }
+                if let Some(r) = u.request.take()
+                    && self.requests[r as usize].status == Status::Active
+                {
+                    self.requests[r as usize].status = Status::Cancelled;
+                    self.counts.cancelled += 1;
+                    self.release_all(r);
                 }
             }
-            Event::Timeout { req } => {
-                let r = &mut self.requests[req as usize];
-                if r.status == Status::Active {
-                    r.status = Status::Failed;
-                    self.counts.failed += 1;
-                    self.request_over(now, req);
-                }
-            }
+            Event::Timeout { req } => self.fail(now, req),
         }
     }
 
-    fn pick(&mut self, stage: usize) -> usize {
-        let list = match stage {
-            0 => &self.asr_replicas,
-            1 => &self.llm_replicas,
-            _ => &self.tts_replicas,
-        };
-        let r = list[self.rr[stage] % list.len()];
-        self.rr[stage] += 1;
-        r
+    /// Route `req` into `stage`: pick a replica and count it outstanding there.
+    fn route(&mut self, req: u32, stage: Stage) -> usize {
+        let s = stage as usize;
+        let router = self.routers[s]
+            .as_mut()
+            .expect("invariant: routing into a deployed stage");
+        let local = router.pick(&mut self.routing_rng);
+        let global = self.stage_replicas[s][local];
+        self.replicas[global].routed += 1;
+        self.requests[req as usize].routed[s] = Some(global as u32);
+        global
+    }
+
+    /// `req` is done with `stage`: no longer outstanding on its replica.
+    fn release(&mut self, req: u32, stage: Stage) {
+        let s = stage as usize;
+        if let Some(g) = self.requests[req as usize].routed[s].take() {
+            let local = self.replicas[g as usize].local;
+            self.routers[s]
+                .as_mut()
+                .expect("invariant: routed stage")
+                .done(local);
+        }
+    }
+
+    fn release_all(&mut self, req: u32) {
+        for stage in [Stage::Asr, Stage::Llm, Stage::Tts] {
+            self.release(req, stage);
+        }
     }
 
     fn start_request(&mut self, now: SimTime, user: Option<u32>) {
-        let streaming = &self.exp.raw.audio;
-        let clip = match user {
-            Some(u) => {
-                let us = &mut self.users[u as usize];
-                let c = streaming.clips_s[us.clips_sent as usize % streaming.clips_s.len()];
-                us.clips_sent += 1;
-                c
-            }
-            None => streaming.clips_s[self.counts.started as usize % streaming.clips_s.len()],
-        };
+        let chunks = self.exp.raw.audio.as_ref().map_or(0, |a| {
+            let clip = match user {
+                Some(u) => {
+                    let us = &mut self.users[u as usize];
+                    let c = a.clips_s[us.clips_sent as usize % a.clips_s.len()];
+                    us.clips_sent += 1;
+                    c
+                }
+                None => a.clips_s[self.counts.started as usize % a.clips_s.len()],
+            };
+            chunks_for(clip, a.chunk_ms)
+        });
         let id = self.requests.len() as u32;
-        let (asr, llm, tts) = (self.pick(0), self.pick(1), self.pick(2));
         let answer = Answer::draw(&self.exp.raw.answers, &mut self.answers_rng);
         self.requests.push(Request {
             user,
             status: Status::Active,
             start: now,
-            chunks: chunks_for(clip, streaming.chunk_ms),
+            chunks,
             chunks_done: 0,
-            asr,
-            llm,
-            tts,
+            routed: [None; 3],
             answer,
             transcript_at: now,
+            admitted_at: None,
             first_token_at: now,
             last_token_at: now,
             sentences_ready: 0,
@@ -408,14 +510,20 @@ impl<'a> Simulation<'a> {
             handed_at: now,
             first_audio_at: None,
             tts_ms: Vec::new(),
+            itl_ms: Vec::new(),
         });
         if let Some(u) = user {
             self.users[u as usize].request = Some(id);
         }
         self.counts.started += 1;
-        self.engine.schedule(now, Event::Chunk { req: id, idx: 0 });
         self.engine
             .schedule(now.plus(self.timeout_ns), Event::Timeout { req: id });
+        if self.routers[Stage::Asr as usize].is_some() {
+            self.route(id, Stage::Asr);
+            self.engine.schedule(now, Event::Chunk { req: id, idx: 0 });
+        } else {
+            self.llm_enter(now, id);
+        }
     }
 
     fn chunk(&mut self, now: SimTime, req: u32, idx: u32) {
@@ -423,30 +531,83 @@ impl<'a> Simulation<'a> {
         if r.status != Status::Active {
             return; // the client stopped streaming
         }
-        let replica = r.asr;
+        let replica = r.routed[Stage::Asr as usize].expect("invariant: routed to asr") as usize;
         let chunks = r.chunks;
-        let work = self.asr_chunk_ns[replica];
-        self.submit(now, replica, Job::AsrChunk { req }, work);
+        let d = self.replicas[replica]
+            .batcher
+            .as_mut()
+            .expect("invariant: asr replicas batch")
+            .push(now.0, req);
+        self.apply(now, replica, d);
         if idx + 1 < chunks {
-            let interval = SimTime::from_millis_f64(self.exp.raw.audio.chunk_interval_ms);
+            let interval = SimTime::from_millis_f64(
+                self.exp
+                    .raw
+                    .audio
+                    .as_ref()
+                    .expect("invariant: asr has audio")
+                    .chunk_interval_ms,
+            );
             self.engine
                 .schedule(now.plus(interval.0), Event::Chunk { req, idx: idx + 1 });
         }
     }
 
-    fn submit(&mut self, now: SimTime, replica: usize, job: Job, work_ns: u64) {
-        let token = match self.free_jobs.pop() {
-            Some(t) => {
-                self.jobs[t as usize] = job;
-                t
+    /// Carry out a batcher's decision.
+    fn apply(&mut self, now: SimTime, replica: usize, d: Decision<u32>) {
+        match d {
+            Decision::Wait => {}
+            Decision::Arm(at) => self.engine.schedule(
+                SimTime(at),
+                Event::BatchTimer {
+                    replica: replica as u32,
+                },
+            ),
+            Decision::Dispatch(items) => {
+                let ns = self.batch_time(replica, &items);
+                let r = &mut self.replicas[replica];
+                r.batches += 1;
+                r.batch_items += items.len() as u64;
+                r.in_flight = items;
+                self.submit(now, replica, ns);
             }
-            None => {
-                self.jobs.push(job);
-                (self.jobs.len() - 1) as u64
+        }
+    }
+
+    /// Runtime of a batch on the replica's partition, from the kernel profile at that size.
+    fn batch_time(&mut self, replica: usize, items: &[u32]) -> u64 {
+        let exp = self.exp;
+        let r = &mut self.replicas[replica];
+        let m = &exp.models[r.model];
+        let part = &exp.partitions[r.partition].resources;
+        match &m.kind {
+            ModelKind::Asr(a) => {
+                let n = items.len();
+                if r.batch_ns.len() <= n {
+                    r.batch_ns.resize(n + 1, 0);
+                }
+                if r.batch_ns[n] == 0 {
+                    r.batch_ns[n] = exec_time(&a.chunk.work(n as u32), part, &m.efficiency).ns();
+                }
+                r.batch_ns[n]
             }
-        };
+            ModelKind::Tts(t) => {
+                let tokens: Vec<u32> = items
+                    .iter()
+                    .map(|&q| {
+                        let rq = &self.requests[q as usize];
+                        sentence_tokens(&rq.answer, rq.tts_next as usize)
+                    })
+                    .collect();
+                tts_batch_time(t, &m.efficiency, part, &tokens).ns()
+            }
+            ModelKind::Llm(_) => unreachable!("invariant: llm replicas do not batch requests"),
+        }
+    }
+
+    fn submit(&mut self, now: SimTime, replica: usize, work_ns: u64) {
         let Replica { partition, ctx, .. } = self.replicas[replica];
-        self.slicers[partition].submit(now, ctx, token, work_ns);
+        self.slicers[partition].submit(now, ctx, replica as u64, work_ns);
         self.reschedule(partition);
     }
 
@@ -464,62 +625,41 @@ impl<'a> Simulation<'a> {
         }
     }
 
-    fn job_done(&mut self, now: SimTime, job: Job) {
-        match job {
-            Job::AsrChunk { req } => {
-                let r = &mut self.requests[req as usize];
-                r.chunks_done += 1;
-                if r.status == Status::Active && r.chunks_done == r.chunks {
-                    r.transcript_at = now;
-                    let llm = r.llm;
-                    let engine = self.llm_engines[llm]
-                        .as_mut()
-                        .expect("invariant: llm replica");
-                    let prompt = r.answer.prompt_tokens;
-                    let out = r.answer.output_tokens();
-                    if engine.enqueue(req, prompt, out) {
-                        self.llm_wake(now, llm);
-                    }
-                }
-            }
-            Job::LlmIteration { replica } => self.llm_iteration_done(now, replica as usize),
-            Job::TtsSentence { req } => {
-                let r = &mut self.requests[req as usize];
-                r.tts_busy = false;
-                if r.status != Status::Active {
-                    return;
-                }
-                r.tts_ms.push(now.since(r.handed_at) as f64 / 1e6);
-                r.first_audio_at.get_or_insert(now);
-                r.tts_next += 1;
-                if r.tts_next as usize == r.answer.sentence_ends.len() {
-                    r.status = Status::Done;
-                    self.counts.completed += 1;
-                    self.record(now, req);
-                    self.request_over(now, req);
-                } else {
-                    self.tts_handover(now, req);
-                }
-            }
+    fn asr_chunk_done(&mut self, now: SimTime, req: u32) {
+        let r = &mut self.requests[req as usize];
+        r.chunks_done += 1;
+        if r.status == Status::Active && r.chunks_done == r.chunks {
+            r.transcript_at = now;
+            self.release(req, Stage::Asr);
+            self.llm_enter(now, req);
         }
     }
 
-    fn llm_profile(&self, replica: usize) -> (&LlmProfile, &Efficiency, &Partition) {
-        let rep = &self.replicas[replica];
-        let m = &self.exp.models[rep.model];
-        let ModelKind::Llm(l) = &m.kind else {
-            panic!("invariant: llm replica runs an llm model");
-        };
-        (
-            l,
-            &m.efficiency,
-            &self.exp.partitions[rep.partition].resources,
-        )
+    /// The prompt is ready: queue it at an LLM replica.
+    fn llm_enter(&mut self, now: SimTime, req: u32) {
+        let replica = self.route(req, Stage::Llm);
+        let r = &self.requests[req as usize];
+        let (prompt, out) = (r.answer.prompt_tokens, r.answer.output_tokens());
+        let engine = self.replicas[replica]
+            .llm
+            .as_mut()
+            .expect("invariant: llm replica");
+        if !engine.fits(prompt, out) {
+            self.counts.rejected += 1;
+            self.fail(now, req);
+            return;
+        }
+        if engine.enqueue(now.0, req, prompt, out) {
+            self.llm_wake(now, replica);
+        }
     }
 
     /// The engine's loop wakes up: prepare the next iteration on the host first.
     fn llm_wake(&mut self, now: SimTime, replica: usize) {
-        let overhead = SimTime::from_micros_f64(self.llm_profile(replica).0.step_overhead_us);
+        let ModelKind::Llm(l) = &self.exp.models[self.replicas[replica].model].kind else {
+            panic!("invariant: llm replica runs an llm model");
+        };
+        let overhead = SimTime::from_micros_f64(l.step_overhead_us);
         self.engine.schedule(
             now.plus(overhead.0),
             Event::LlmStep {
@@ -528,37 +668,84 @@ impl<'a> Simulation<'a> {
         );
     }
 
+    /// Blocks the replica's on-demand cache could still take from its partition.
+    fn free_kv_blocks(&self, replica: usize) -> u64 {
+        let r = &self.replicas[replica];
+        let p = r.partition;
+        let total = self.exp.partitions[p].resources.memory_bytes;
+        let free = total.saturating_sub(self.static_bytes[p] + self.dynamic_bytes[p]);
+        free / r.kv_block_bytes.max(1)
+    }
+
+    /// Bring the partition's dynamic memory up to date with an on-demand engine's blocks.
+    fn track_kv(&mut self, replica: usize) {
+        let r = &mut self.replicas[replica];
+        let engine = r.llm.as_ref().expect("invariant: llm replica");
+        if engine.config().kv != KvPolicy::OnDemand {
+            return;
+        }
+        let now_blocks = engine.used_blocks();
+        let p = r.partition;
+        self.dynamic_bytes[p] = self.dynamic_bytes[p] + now_blocks * r.kv_block_bytes
+            - r.kv_blocks_seen * r.kv_block_bytes;
+        r.kv_blocks_seen = now_blocks;
+        self.peak_bytes[p] = self.peak_bytes[p].max(self.static_bytes[p] + self.dynamic_bytes[p]);
+    }
+
     fn llm_submit(&mut self, now: SimTime, replica: usize) {
+        let free = self.free_kv_blocks(replica);
         let requests = &self.requests;
-        let engine = self.llm_engines[replica]
+        let engine = self.replicas[replica]
+            .llm
             .as_mut()
             .expect("invariant: llm replica");
-        let plan: Option<StepPlan> =
-            engine.plan(|req| requests[req as usize].status == Status::Active);
+        let plan = engine.plan(
+            now.0,
+            |req| requests[req as usize].status == Status::Active,
+            free,
+        );
+        self.track_kv(replica);
         let Some(plan) = plan else {
             return; // everything was cancelled; the loop sleeps until the next request
         };
-        self.llm_iterations += 1;
-        self.llm_batched_seqs += plan.seqs;
-        let (l, eff, part) = self.llm_profile(replica);
+        for &(req, _) in &plan.admitted {
+            self.requests[req as usize].admitted_at = Some(now);
+        }
+        for &req in &plan.out_of_memory {
+            self.counts.out_of_memory += 1;
+            self.fail(now, req);
+        }
+        if plan.seqs == 0 {
+            if self.replicas[replica]
+                .llm
+                .as_ref()
+                .is_some_and(|e| e.has_work())
+            {
+                self.llm_wake(now, replica);
+            }
+            return;
+        }
+        let r = &mut self.replicas[replica];
+        r.batches += 1;
+        r.batch_items += plan.seqs;
+        let m = &self.exp.models[r.model];
+        let ModelKind::Llm(l) = &m.kind else {
+            panic!("invariant: llm replica runs an llm model");
+        };
+        let part = &self.exp.partitions[r.partition].resources;
         let work = l.step_work(plan.prefill_tokens, plan.decode_seqs, plan.context_tokens);
-        let ns = exec_time(&work, part, eff).ns();
-        self.submit(
-            now,
-            replica,
-            Job::LlmIteration {
-                replica: replica as u32,
-            },
-            ns,
-        );
+        let ns = exec_time(&work, part, &m.efficiency).ns();
+        self.submit(now, replica, ns);
     }
 
     fn llm_iteration_done(&mut self, now: SimTime, replica: usize) {
-        let engine = self.llm_engines[replica]
+        let engine = self.replicas[replica]
+            .llm
             .as_mut()
             .expect("invariant: llm replica");
-        let emitted = engine.finish_step();
+        let emitted = engine.finish_step(now.0);
         let more = engine.has_work();
+        self.track_kv(replica);
         for (req, generated) in emitted {
             self.on_token(now, req, generated);
         }
@@ -568,16 +755,25 @@ impl<'a> Simulation<'a> {
     }
 
     fn on_token(&mut self, now: SimTime, req: u32, generated: u32) {
+        let has_tts = self.routers[Stage::Tts as usize].is_some();
         let r = &mut self.requests[req as usize];
         if r.status != Status::Active {
             return;
         }
         if generated == 1 {
             r.first_token_at = now;
+        } else {
+            r.itl_ms.push(now.since(r.last_token_at) as f64 / 1e6);
         }
+        r.last_token_at = now;
         if generated == r.answer.output_tokens() {
-            r.last_token_at = now;
+            self.release(req, Stage::Llm);
+            if !has_tts {
+                self.complete(now, req);
+                return;
+            }
         }
+        let r = &mut self.requests[req as usize];
         let next_end = r.answer.sentence_ends.get(r.sentences_ready as usize);
         if next_end == Some(&generated) {
             r.sentences_ready += 1;
@@ -589,44 +785,89 @@ impl<'a> Simulation<'a> {
 
     /// Hand the next ready sentence of `req` to its TTS replica, if there is one.
     fn tts_handover(&mut self, now: SimTime, req: u32) {
-        let r = &mut self.requests[req as usize];
+        let r = &self.requests[req as usize];
         if r.tts_busy || r.tts_next >= r.sentences_ready {
             return;
         }
-        let k = r.tts_next as usize;
-        let tokens = r.answer.sentence_ends[k]
-            - if k == 0 {
-                0
-            } else {
-                r.answer.sentence_ends[k - 1]
-            };
+        // The session keeps one TTS replica (one voice) for all its sentences.
+        let replica = match r.routed[Stage::Tts as usize] {
+            Some(g) => g as usize,
+            None => self.route(req, Stage::Tts),
+        };
+        let r = &mut self.requests[req as usize];
         r.tts_busy = true;
         r.handed_at = now;
-        let replica = r.tts;
-        let rep = &self.replicas[replica];
-        let m = &self.exp.models[rep.model];
-        let ModelKind::Tts(t) = &m.kind else {
-            panic!("invariant: tts replica runs a tts model");
-        };
-        let part = &self.exp.partitions[rep.partition].resources;
-        let ns = tts_sentence_time(t, &m.efficiency, part, tokens).ns();
-        self.submit(now, replica, Job::TtsSentence { req }, ns);
+        let d = self.replicas[replica]
+            .batcher
+            .as_mut()
+            .expect("invariant: tts replicas batch")
+            .push(now.0, req);
+        self.apply(now, replica, d);
+    }
+
+    fn tts_sentence_done(&mut self, now: SimTime, req: u32) {
+        let r = &mut self.requests[req as usize];
+        r.tts_busy = false;
+        if r.status != Status::Active {
+            return;
+        }
+        r.tts_ms.push(now.since(r.handed_at) as f64 / 1e6);
+        r.first_audio_at.get_or_insert(now);
+        r.tts_next += 1;
+        if r.tts_next as usize == r.answer.sentence_ends.len() {
+            self.complete(now, req);
+        } else {
+            self.tts_handover(now, req);
+        }
+    }
+
+    fn complete(&mut self, now: SimTime, req: u32) {
+        self.requests[req as usize].status = Status::Done;
+        self.counts.completed += 1;
+        self.output_tokens += u64::from(self.requests[req as usize].answer.output_tokens());
+        self.release_all(req);
+        self.record(now, req);
+        self.request_over(now, req);
+    }
+
+    /// `req` fails now (at its timeout, or for a reason the caller has counted).
+    fn fail(&mut self, now: SimTime, req: u32) {
+        let r = &mut self.requests[req as usize];
+        if r.status != Status::Active {
+            return;
+        }
+        r.status = Status::Failed;
+        self.counts.failed += 1;
+        self.release_all(req);
+        self.request_over(now, req);
     }
 
     fn record(&mut self, now: SimTime, req: u32) {
         let r = &self.requests[req as usize];
         let ms = |a: SimTime, b: SimTime| b.since(a) as f64 / 1e6;
         let s = &mut self.samples;
-        s.asr.push(ms(r.start, r.transcript_at));
+        if r.chunks > 0 {
+            s.asr.push(ms(r.start, r.transcript_at));
+        }
+        if let Some(a) = r.admitted_at {
+            s.llm_queue.push(ms(r.transcript_at, a));
+        }
         s.llm_ttft.push(ms(r.transcript_at, r.first_token_at));
+        let n = r.answer.output_tokens();
+        if n >= 2 {
+            s.llm_tpot
+                .push(ms(r.first_token_at, r.last_token_at) / f64::from(n - 1));
+        }
+        for &g in &r.itl_ms {
+            s.llm_itl.push(g);
+        }
         s.llm_total.push(ms(r.transcript_at, r.last_token_at));
         for t in &r.tts_ms {
             s.tts.push(*t);
         }
-        let first_audio = r
-            .first_audio_at
-            .expect("invariant: a done request has audio");
-        s.e2e.push(ms(r.transcript_at, first_audio));
+        if let Some(first_audio) = r.first_audio_at {
+            s.e2e.push(ms(r.transcript_at, first_audio));
+        }
         s.request.push(ms(r.start, now));
     }
 
@@ -634,6 +875,7 @@ impl<'a> Simulation<'a> {
     fn request_over(&mut self, now: SimTime, req: u32) {
         let r = &mut self.requests[req as usize];
         r.tts_ms = Vec::new();
+        r.itl_ms = Vec::new();
         let Some(u) = r.user else { return };
         let user = &mut self.users[u as usize];
         if user.request == Some(req) {
@@ -647,6 +889,11 @@ impl<'a> Simulation<'a> {
     }
 }
 
+/// Text tokens of sentence `k` of an answer.
+fn sentence_tokens(a: &Answer, k: usize) -> u32 {
+    a.sentence_ends[k] - if k == 0 { 0 } else { a.sentence_ends[k - 1] }
+}
+
 /// Runtime of synthesising one sentence of `tokens` text tokens on `part`, alone.
 pub fn tts_sentence_time(
     t: &TtsProfile,
@@ -654,17 +901,46 @@ pub fn tts_sentence_time(
     part: &Partition,
     tokens: u32,
 ) -> Breakdown {
-    let frames = (f64::from(tokens) * t.speech_s_per_token * t.frames_per_speech_s)
-        .ceil()
-        .max(1.0);
-    let encoder = exec_time(&t.encoder.work(tokens), part, eff);
-    let step = exec_time(&t.decoder_step.work(1), part, eff);
-    let decoder = Breakdown {
-        compute_ns: step.compute_ns * frames,
-        memory_ns: step.memory_ns * frames,
-        launch_ns: step.launch_ns * frames,
-        total_ns: step.total_ns * frames,
-    };
-    let codec = exec_time(&t.codec.work(frames as u32), part, eff);
+    tts_batch_time(t, eff, part, &[tokens])
+}
+
+/// Runtime of synthesising a batch of sentences (`tokens` text tokens each) together: one
+/// encoder pass over all their tokens, decoder steps at the batch width while sentences are
+/// still producing frames (a sentence leaves the batch when its frames are done), and one
+/// codec pass over all frames.
+pub fn tts_batch_time(
+    t: &TtsProfile,
+    eff: &Efficiency,
+    part: &Partition,
+    tokens: &[u32],
+) -> Breakdown {
+    let mut frames: Vec<f64> = tokens
+        .iter()
+        .map(|&k| {
+            (f64::from(k) * t.speech_s_per_token * t.frames_per_speech_s)
+                .ceil()
+                .max(1.0)
+        })
+        .collect();
+    frames.sort_by(f64::total_cmp);
+    let total_tokens: u32 = tokens.iter().sum();
+    let encoder = exec_time(&t.encoder.work(total_tokens), part, eff);
+    let mut decoder = Breakdown::default();
+    let mut done = 0.0;
+    for (i, &f) in frames.iter().enumerate() {
+        let steps = f - done;
+        if steps > 0.0 {
+            let width = (frames.len() - i) as u32;
+            let step = exec_time(&t.decoder_step.work(width), part, eff);
+            decoder = decoder.then(Breakdown {
+                compute_ns: step.compute_ns * steps,
+                memory_ns: step.memory_ns * steps,
+                launch_ns: step.launch_ns * steps,
+                total_ns: step.total_ns * steps,
+            });
+        }
+        done = f;
+    }
+    let codec = exec_time(&t.codec.work(frames.iter().sum::<f64>() as u32), part, eff);
     encoder.then(decoder).then(codec)
 }

@@ -157,8 +157,11 @@ pub struct LlmProfile {
     pub sm_demand_per_token: f64,
     /// Host-side time per iteration (scheduling, sampling, detokenising), microseconds.
     pub step_overhead_us: f64,
-    /// Most sequences batched in one iteration (the engine's max concurrent sequences).
+    /// Most sequences batched in one iteration (the engine's max concurrent sequences);
+    /// the default of a deployment's `engine.max_num_seqs`.
     pub max_batch: u32,
+    /// Memory besides weights and KV cache (CUDA context, activations, graphs), GB.
+    pub runtime_gb: f64,
 }
 
 impl LlmProfile {
@@ -241,6 +244,7 @@ impl ModelProfile {
                 positive(origin, "bytes_per_param", l.bytes_per_param)?;
                 positive(origin, "kv_bytes_per_token", l.kv_bytes_per_token)?;
                 positive(origin, "sm_demand_per_token", l.sm_demand_per_token)?;
+                crate::config::non_negative(origin, "runtime_gb", l.runtime_gb)?;
                 crate::config::non_negative(origin, "step_overhead_us", l.step_overhead_us)?;
                 if l.step_overhead_us > 1e6 {
                     return Err(InputError::invalid(

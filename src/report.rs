@@ -8,8 +8,9 @@ use serde::Serialize;
 use crate::config::write_atomic_all;
 use crate::error::InputError;
 use crate::experiment::{Experiment, RawExperiment};
-use crate::metrics::{Counts, PartitionUsage, STAGES, StageLatencies};
+use crate::metrics::{Counts, KvReport, PartitionUsage, ReplicaUsage, STAGES, StageLatencies};
 use crate::pipeline::{RunResult, Simulation};
+use crate::serving::KvPolicy;
 
 /// Version of the `summary.json` layout; bump on incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -37,8 +38,12 @@ pub struct RunSummary {
     pub success_rate: Option<f64>,
     /// Requests completed.
     pub completed: u64,
-    /// Requests failed (timed out).
+    /// Requests failed (timed out, out of memory, or refused).
     pub failed: u64,
+    /// Of the failed: out of memory (on-demand KV cache).
+    pub out_of_memory: u64,
+    /// Of the failed: longer than the LLM's whole KV cache.
+    pub rejected: u64,
     /// Requests cancelled by departing users (not recorded).
     pub cancelled: u64,
     /// Requests started.
@@ -47,8 +52,12 @@ pub struct RunSummary {
     pub latency_ms: StageLatencies,
     /// Mean sequences per LLM iteration.
     pub llm_mean_batch: f64,
+    /// Tokens generated for completed requests per second of `duration_s`.
+    pub output_tokens_per_s: f64,
     /// Use of each partition.
     pub partitions: Vec<PartitionUsage>,
+    /// What each replica did (routing, batching, KV cache).
+    pub replicas: Vec<ReplicaUsage>,
     /// Events the engine processed.
     pub events: u64,
     /// The resolved experiment, as run.
@@ -68,6 +77,7 @@ pub fn summarise(exp: &Experiment, r: &RunResult) -> RunSummary {
         completed,
         failed,
         cancelled,
+        ..
     } = r.counts;
     let recorded = completed + failed;
     let throughput = recorded as f64 / r.duration_s;
@@ -87,10 +97,54 @@ pub fn summarise(exp: &Experiment, r: &RunResult) -> RunSummary {
                 .collect(),
             busy_fraction: r.busy_ns[pi] as f64 / wall_ns,
             switching_fraction: r.switching_ns[pi] as f64 / wall_ns,
-            memory_used_gb: on_it.iter().map(|x| exp.models[x.model].memory_gb).sum(),
+            memory_used_gb: on_it.iter().map(|x| x.footprint_bytes as f64 / 1e9).sum(),
+            memory_peak_gb: r.peak_memory_bytes[pi] as f64 / 1e9,
             memory_total_gb: p.resources.memory_bytes as f64 / 1e9,
         });
     }
+    let replicas: Vec<ReplicaUsage> = exp
+        .replicas
+        .iter()
+        .zip(&r.replicas)
+        .map(|(spec, res)| {
+            let p = &exp.partitions[spec.partition];
+            let kv = spec.llm.zip(res.kv).map(|(cfg, kv)| {
+                let capacity = match cfg.kv {
+                    KvPolicy::Preallocated { blocks } => Some(blocks),
+                    KvPolicy::OnDemand => None,
+                };
+                KvReport {
+                    capacity_tokens: capacity.map(|b| b * u64::from(cfg.block_tokens)),
+                    mean_occupancy: capacity
+                        .map(|b| kv.block_ns / (b.max(1) as f64 * r.duration_s * 1e9)),
+                    peak_occupancy: capacity.map(|b| kv.peak_blocks as f64 / b.max(1) as f64),
+                    peak_gb: (kv.peak_blocks * spec.kv_block_bytes) as f64 / 1e9,
+                    preemptions: kv.preemptions,
+                }
+            });
+            ReplicaUsage {
+                model: exp.models[spec.model].name.clone(),
+                gpu: exp.raw.gpus[p.gpu].id.clone(),
+                partition: p.resources.label.clone(),
+                routed: res.routed,
+                batches: res.batches,
+                mean_batch: if res.batches == 0 {
+                    0.0
+                } else {
+                    res.batch_items as f64 / res.batches as f64
+                },
+                kv,
+            }
+        })
+        .collect();
+    let (llm_iterations, llm_seqs) = exp
+        .replicas
+        .iter()
+        .zip(&r.replicas)
+        .filter(|(spec, _)| spec.llm.is_some())
+        .fold((0, 0), |(i, s), (_, res)| {
+            (i + res.batches, s + res.batch_items)
+        });
     RunSummary {
         name: exp.raw.name.clone(),
         config: exp.raw.config.clone(),
@@ -103,15 +157,19 @@ pub fn summarise(exp: &Experiment, r: &RunResult) -> RunSummary {
         success_rate: (recorded > 0).then(|| completed as f64 / recorded as f64),
         completed,
         failed,
+        out_of_memory: r.counts.out_of_memory,
+        rejected: r.counts.rejected,
         cancelled,
         started,
         latency_ms: r.samples.summary(),
-        llm_mean_batch: if r.llm_iterations == 0 {
+        llm_mean_batch: if llm_iterations == 0 {
             0.0
         } else {
-            r.llm_batched_seqs as f64 / r.llm_iterations as f64
+            llm_seqs as f64 / llm_iterations as f64
         },
+        output_tokens_per_s: r.output_tokens as f64 / r.duration_s,
         partitions,
+        replicas,
         events: r.events,
         experiment: exp.raw.clone(),
     }
@@ -153,13 +211,13 @@ pub fn table(runs: &[RunSummary]) -> String {
         "\nlatency ms (mean / p50 / p95 / p99), successful requests"
     );
     let _ = write!(s, "{:<24}", "run");
-    for st in STAGES {
+    for st in TABLE_STAGES {
         let _ = write!(s, " {:>25}", st);
     }
     let _ = writeln!(s);
     for r in runs {
         let _ = write!(s, "{:<24}", r.name);
-        for st in STAGES {
+        for st in TABLE_STAGES {
             let l = r.latency_ms.get(st);
             let cell = format!("{:.0}/{:.0}/{:.0}/{:.0}", l.mean, l.p50, l.p95, l.p99);
             let _ = write!(s, " {:>25}", cell);
@@ -192,8 +250,58 @@ pub fn table(runs: &[RunSummary]) -> String {
             .collect();
         let _ = writeln!(s, "{:<24} {}", r.name, parts.join("  "));
     }
+    let _ = writeln!(
+        s,
+        "\nLLM serving: output tokens/s, queue wait and TPOT ms (p50 / p95), per replica: \
+         mean batch, KV capacity (tokens), KV occupancy mean / peak, preemptions"
+    );
+    for r in runs {
+        let q = &r.latency_ms.llm_queue;
+        let t = &r.latency_ms.llm_tpot;
+        let reps: Vec<String> = r
+            .replicas
+            .iter()
+            .filter_map(|x| {
+                let kv = x.kv.as_ref()?;
+                let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.0}%", v * 100.0));
+                Some(format!(
+                    "{}:{} b{:.1} {} {}/{} p{}",
+                    x.gpu,
+                    x.partition,
+                    x.mean_batch,
+                    kv.capacity_tokens
+                        .map_or("on-demand".into(), |c| c.to_string()),
+                    pct(kv.mean_occupancy),
+                    pct(kv.peak_occupancy),
+                    kv.preemptions
+                ))
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "{:<24} {:>8.0} tok/s  queue {:.0}/{:.0}  tpot {:.1}/{:.1}  {}",
+            r.name,
+            r.output_tokens_per_s,
+            q.p50,
+            q.p95,
+            t.p50,
+            t.p95,
+            reps.join("  ")
+        );
+    }
     s
 }
+
+/// Stages shown in the printed table (all of [`STAGES`] are in the files).
+const TABLE_STAGES: [&str; 7] = [
+    "asr",
+    "llm_ttft",
+    "llm_tpot",
+    "llm_total",
+    "tts",
+    "e2e",
+    "request",
+];
 
 /// `summary.json` bytes (stable field order, so identical runs give identical bytes).
 pub fn summary_json(runs: &[RunSummary]) -> String {
@@ -225,7 +333,10 @@ pub fn runs_csv(runs: &[RunSummary]) -> String {
         "completed",
         "failed",
         "cancelled",
+        "out_of_memory",
+        "rejected",
         "llm_mean_batch",
+        "output_tokens_per_s",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -251,7 +362,10 @@ pub fn runs_csv(runs: &[RunSummary]) -> String {
             r.completed.to_string(),
             r.failed.to_string(),
             r.cancelled.to_string(),
+            r.out_of_memory.to_string(),
+            r.rejected.to_string(),
             r.llm_mean_batch.to_string(),
+            r.output_tokens_per_s.to_string(),
         ];
         for st in STAGES {
             let l = r.latency_ms.get(st);

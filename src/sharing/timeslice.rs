@@ -286,6 +286,24 @@ impl TimeSlicer {
         }
     }
 
+    /// At `t` (= [`Self::next_completion`]), the job that finishes: `(ctx, token)`. Work
+    /// submitted to that context before [`Self::complete`] queues behind it, so the context
+    /// keeps its quantum: a server that hands the GPU its next batch at the same instant does
+    /// not give up its turn.
+    pub fn finishing(&mut self, t: SimTime) -> (CtxId, u64) {
+        self.advance(t);
+        let s = &self.sched;
+        assert!(
+            matches!(s.phase, Phase::Running { .. }) && s.ring[s.cur].head_rem_ns == 0,
+            "invariant: finishing() only at a completion"
+        );
+        let ctx = s.ring[s.cur].ctx;
+        (
+            ctx,
+            self.queues[ctx].front().expect("invariant: running job").0,
+        )
+    }
+
     /// At `t` (= [`Self::next_completion`]), retire the finished job; returns `(ctx, token)`.
     pub fn complete(&mut self, t: SimTime) -> (CtxId, u64) {
         self.advance(t);

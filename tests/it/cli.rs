@@ -271,25 +271,70 @@ fn impossible_mig_layout_says_why() {
 
 #[test]
 fn model_larger_than_its_mig_instance_gives_gb_needed_and_available() {
-    // The 73.2 GB LLM on a 3g.40gb instance; the TTS moves to the dedicated GPU.
+    // The 13.4 GB TTS on a 1g.10gb instance (10.2 GB).
     let text = edit(
         &valid_experiment(),
-        "replicas = [{ gpu = \"gpu0\", instance = 1 }]",
-        "replicas = [{ gpu = \"gpu1\" }]",
+        "instances = [\"3g.40gb\", \"3g.40gb\"]",
+        "instances = [\"3g.40gb\", \"1g.10gb\"]",
+    );
+    run_bad(
+        &text,
+        &[
+            "deployments[1].replicas[0]",
+            "magpie-tts-multilingual",
+            "1g.10gb",
+            "13.4 GB",
+            "fits its MIG instance",
+            "10.2 GB available",
+        ],
+    );
+}
+
+#[test]
+fn llm_whose_weights_exceed_its_memory_fraction_is_refused() {
+    // 0.3 x 42.1 GB = 12.6 GB cannot hold 16 GB of weights plus 2 GB of runtime.
+    let text = edit(
+        &valid_experiment(),
+        "model = \"nemotron-nano-vl-8b\"\nreplicas = [{ gpu = \"gpu1\" }]",
+        "model = \"nemotron-nano-vl-8b\"\nreplicas = [{ gpu = \"gpu0\", instance = 1 }]\nengine = { memory_fraction = 0.3 }",
     );
     let text = edit(
         &text,
-        "model = \"nemotron-nano-vl-8b\"\nreplicas = [{ gpu = \"gpu1\" }]",
-        "model = \"nemotron-nano-vl-8b\"\nreplicas = [{ gpu = \"gpu0\", instance = 1 }]",
+        "replicas = [{ gpu = \"gpu0\", instance = 1 }]\n\n",
+        "replicas = [{ gpu = \"gpu1\" }]\n\n",
+    );
+    run_bad(
+        &text,
+        &[
+            "deployments[2].engine.memory_fraction",
+            "= 0.3",
+            "18.0 GB",
+            "room for a KV cache",
+        ],
+    );
+}
+
+#[test]
+fn over_committed_time_sliced_card_is_refused_at_load_time() {
+    // The LLM takes 90% of the card by default; the ASR's 9.6 GB no longer fits beside it.
+    let text = edit(
+        &valid_experiment(),
+        "sharing = { mode = \"dedicated\" }",
+        "sharing = { mode = \"time-slicing\", replicas = 2 }",
+    );
+    let text = edit(
+        &text,
+        "model = \"parakeet-1.1b\"\nreplicas = [{ gpu = \"gpu0\", instance = 0 }]",
+        "model = \"parakeet-1.1b\"\nreplicas = [{ gpu = \"gpu1\" }]",
     );
     run_bad(
         &text,
         &[
             "deployments[2].replicas[0]",
-            "nemotron-nano-vl-8b",
-            "3g.40gb",
-            "73.2 GB needed",
-            "42.1 GB available",
+            "parakeet-1.1b 9.6 GB + nemotron-nano-vl-8b 76.3 GB",
+            "share it with no isolation",
+            "memory_fraction",
+            "84.8 GB available",
         ],
     );
 }

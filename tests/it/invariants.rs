@@ -91,7 +91,7 @@ fn busy_fractions_stay_within_wall_time() {
     if let WorkloadSpec::ClosedLoop(c) = &mut closed.raw.workload {
         (c.users, c.ramp_up_s, c.hold_s, c.ramp_down_s) = (1, 0.0, 0.1, 0.0);
     }
-    closed.raw.audio.chunk_interval_ms = 1.0;
+    closed.raw.audio.as_mut().unwrap().chunk_interval_ms = 1.0;
     let mut open = seed_experiment("baseline-light");
     open.raw.workload = WorkloadSpec::Poisson(Poisson {
         rate_rps: 20.0,

@@ -87,7 +87,7 @@ fn a_lone_tts_burst_finishes_faster_time_sliced_than_on_a_3g_slice() {
     let ts = seed_experiment("time-slicing-light");
     let mig = seed_experiment("mig-light");
     let tts = |e: &gpushare::experiment::Experiment| {
-        let m = e.model_of_kind("tts");
+        let m = e.model_of_kind("tts").unwrap();
         let r = e.replicas.iter().find(|r| r.model == m).unwrap();
         let gpushare::profile::ModelKind::Tts(t) = &e.models[m].kind else {
             unreachable!()

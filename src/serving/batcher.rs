@@ -1,0 +1,242 @@
+//! Dynamic batching for request-level models (ASR chunks, TTS sentences), as Triton's dynamic
+//! batcher and the NIMs built on it do it.
+//!
+//! A replica runs one batch at a time. While it is busy, requests queue. When it is free the
+//! batcher looks at the queue: a full batch (`max_batch_size`) goes at once; so does the
+//! largest preferred batch size the queue can fill; otherwise the batcher holds the requests
+//! until the oldest has waited `max_queue_delay`, then sends what it has. With the defaults
+//! (batch size 1, no delay) this is a plain first-come-first-served queue.
+
+use std::collections::VecDeque;
+
+/// Batching limits of one replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// Largest batch.
+    pub max_batch_size: u32,
+    /// Longest a request is held back waiting for others while the replica is free, ns.
+    pub max_queue_delay_ns: u64,
+    /// Batch sizes sent as soon as the queue can fill them (largest first).
+    pub preferred_batch_sizes: Vec<u32>,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_batch_size: 1,
+            max_queue_delay_ns: 0,
+            preferred_batch_sizes: Vec::new(),
+        }
+    }
+}
+
+/// What the replica should do after a change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision<T> {
+    /// Run this batch now.
+    Dispatch(Vec<T>),
+    /// Call [`Batcher::timer`] at this time (ns): the oldest request's delay runs out then.
+    Arm(u64),
+    /// Nothing to do (busy, empty, or a timer is already armed).
+    Wait,
+}
+
+/// One replica's batching queue.
+#[derive(Debug)]
+pub struct Batcher<T> {
+    cfg: BatchConfig,
+    queue: VecDeque<(T, u64)>,
+    busy: bool,
+    armed: Option<u64>,
+}
+
+impl<T: Copy> Batcher<T> {
+    /// An empty, idle batcher. Preferred sizes above the maximum are ignored.
+    pub fn new(mut cfg: BatchConfig) -> Self {
+        cfg.max_batch_size = cfg.max_batch_size.max(1);
+        cfg.preferred_batch_sizes
+            .retain(|&p| p >= 1 && p <= cfg.max_batch_size);
+        cfg.preferred_batch_sizes.sort_unstable();
+        cfg.preferred_batch_sizes.dedup();
+        Batcher {
+            cfg,
+            queue: VecDeque::new(),
+            busy: false,
+            armed: None,
+        }
+    }
+
+    /// Requests waiting.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether a batch is running.
+    pub fn busy(&self) -> bool {
+        self.busy
+    }
+
+    /// A request arrives at `now` (ns).
+    pub fn push(&mut self, now: u64, item: T) -> Decision<T> {
+        self.queue.push_back((item, now));
+        self.decide(now)
+    }
+
+    /// The running batch finished at `now`.
+    pub fn finish(&mut self, now: u64) -> Decision<T> {
+        self.busy = false;
+        self.decide(now)
+    }
+
+    /// An armed timer fires at `now` (stale timers are ignored).
+    pub fn timer(&mut self, now: u64) -> Decision<T> {
+        if self.armed != Some(now) {
+            return Decision::Wait;
+        }
+        self.armed = None;
+        self.decide(now)
+    }
+
+    /// Drop queued requests that no longer want an answer.
+    pub fn retain(&mut self, keep: impl Fn(&T) -> bool) {
+        self.queue.retain(|(t, _)| keep(t));
+    }
+
+    fn decide(&mut self, now: u64) -> Decision<T> {
+        if self.busy || self.queue.is_empty() {
+            return Decision::Wait;
+        }
+        let n = self.queue.len() as u32;
+        let max = self.cfg.max_batch_size;
+        let oldest = self.queue.front().expect("invariant: not empty").1;
+        let due = oldest + self.cfg.max_queue_delay_ns;
+        let size = if n >= max {
+            Some(max)
+        } else if let Some(&p) = self
+            .cfg
+            .preferred_batch_sizes
+            .iter()
+            .rev()
+            .find(|&&p| p <= n)
+        {
+            Some(p)
+        } else if now >= due {
+            Some(n)
+        } else {
+            None
+        };
+        match size {
+            Some(k) => {
+                self.busy = true;
+                self.armed = None;
+                Decision::Dispatch(self.queue.drain(..k as usize).map(|(t, _)| t).collect())
+            }
+            None if self.armed == Some(due) => Decision::Wait,
+            None => {
+                self.armed = Some(due);
+                Decision::Arm(due)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cfg(max: u32, delay: u64, preferred: &[u32]) -> BatchConfig {
+        BatchConfig {
+            max_batch_size: max,
+            max_queue_delay_ns: delay,
+            preferred_batch_sizes: preferred.to_vec(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_first_come_first_served_one_at_a_time() {
+        let mut b = Batcher::new(BatchConfig::default());
+        assert_eq!(b.push(0, 1), Decision::Dispatch(vec![1]));
+        assert_eq!(b.push(1, 2), Decision::Wait);
+        assert_eq!(b.push(2, 3), Decision::Wait);
+        assert_eq!(b.finish(5), Decision::Dispatch(vec![2]));
+        assert_eq!(b.finish(6), Decision::Dispatch(vec![3]));
+        assert_eq!(b.finish(7), Decision::Wait);
+    }
+
+    #[test]
+    fn holds_for_the_delay_then_sends_what_it_has() {
+        let mut b = Batcher::new(cfg(4, 100, &[]));
+        assert_eq!(b.push(0, 1), Decision::Arm(100));
+        assert_eq!(b.push(30, 2), Decision::Wait);
+        assert_eq!(b.timer(50), Decision::Wait, "a stale timer does nothing");
+        assert_eq!(b.timer(100), Decision::Dispatch(vec![1, 2]));
+    }
+
+    #[test]
+    fn a_full_batch_or_a_preferred_size_goes_at_once() {
+        let mut b = Batcher::new(cfg(4, 1000, &[2]));
+        assert_eq!(b.push(0, 1), Decision::Arm(1000));
+        assert_eq!(b.push(1, 2), Decision::Dispatch(vec![1, 2]));
+        for i in 3..=8 {
+            b.push(2, i);
+        }
+        assert_eq!(b.finish(3), Decision::Dispatch(vec![3, 4, 5, 6]));
+        assert_eq!(b.finish(4), Decision::Dispatch(vec![7, 8]));
+    }
+
+    proptest! {
+        /// Drive a batcher with random arrivals and service times: batches never exceed the
+        /// limit, requests leave in order, and none is held longer than the delay while the
+        /// replica is free.
+        #[test]
+        fn batches_respect_size_order_and_delay(
+            gaps in proptest::collection::vec(0u64..400, 1..60),
+            service in 1u64..600,
+            max in 1u32..8,
+            delay in 0u64..500,
+            preferred in proptest::collection::vec(1u32..8, 0..3),
+        ) {
+            let mut b = Batcher::new(cfg(max, delay, &preferred));
+            let mut arrivals = Vec::new();
+            let mut t = 0;
+            for g in &gaps { t += g; arrivals.push(t); }
+            let mut next = 0usize;
+            let mut done_at: Option<u64> = None;
+            let mut timer: Option<u64> = None;
+            let mut free_since = 0u64;
+            let mut sent = Vec::new();
+            loop {
+                // The next event: an arrival, the batch's end, or the timer.
+                let cands = [arrivals.get(next).copied(), done_at, timer];
+                let Some(now) = cands.iter().flatten().min().copied() else { break };
+                let d = if done_at == Some(now) {
+                    done_at = None;
+                    free_since = now;
+                    b.finish(now)
+                } else if arrivals.get(next) == Some(&now) {
+                    next += 1;
+                    b.push(now, (next - 1, now))
+                } else {
+                    timer = None;
+                    b.timer(now)
+                };
+                match d {
+                    Decision::Dispatch(batch) => {
+                        prop_assert!(!batch.is_empty() && batch.len() <= max as usize);
+                        for &(i, at) in &batch {
+                            // Held at most `delay` beyond the later of arrival and free time.
+                            prop_assert!(now <= at.max(free_since) + delay,
+                                "item {} dispatched at {} (arrived {}, free {})", i, now, at, free_since);
+                            sent.push(i);
+                        }
+                        done_at = Some(now + service);
+                    }
+                    Decision::Arm(at) => timer = Some(at),
+                    Decision::Wait => {}
+                }
+            }
+            prop_assert_eq!(sent, (0..arrivals.len()).collect::<Vec<_>>());
+        }
+    }
+}

@@ -1,0 +1,539 @@
+//! One LLM replica's scheduler, as vLLM runs it: iteration-level (continuous) batching over a
+//! paged KV cache.
+//!
+//! Every iteration the scheduler (1) gives each running sequence that is decoding one token,
+//! (2) continues prefills in progress, then (3) admits waiting sequences first come first
+//! served, all within a token budget (`max_batched_tokens`, chunked prefill) and a sequence
+//! limit (`max_num_seqs`). Every token scheduled needs its KV entry in a cache block. When a
+//! running sequence needs a block and none is free, the most recently admitted sequence is
+//! preempted: its blocks are freed and it goes back to the head of the queue, to be prefilled
+//! again (prompt plus the tokens it had generated: recompute). When the cache cannot hold the
+//! next waiting sequence's chunk, admission waits.
+//!
+//! With `KvPolicy::OnDemand` the cache has no reserved capacity: blocks are allocated from the
+//! partition's free memory as they are needed, and an allocation that finds no memory is an
+//! out-of-memory failure of that sequence (a framework without a block manager), not a wait.
+
+use std::collections::VecDeque;
+
+/// How the KV cache gets its memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvPolicy {
+    /// A fixed number of blocks reserved at start-up; a full cache makes admission wait and
+    /// running sequences preempt one another.
+    Preallocated {
+        /// Blocks in the cache.
+        blocks: u64,
+    },
+    /// Blocks allocated as needed from the memory the caller says is free; running out is an
+    /// out-of-memory failure.
+    OnDemand,
+}
+
+/// Scheduler limits of one LLM replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LlmConfig {
+    /// Most sequences running at once.
+    pub max_num_seqs: u32,
+    /// Most tokens (prefill + decode) in one iteration.
+    pub max_batched_tokens: u32,
+    /// Tokens per KV-cache block.
+    pub block_tokens: u32,
+    /// Where the cache's memory comes from.
+    pub kv: KvPolicy,
+}
+
+/// A sequence in the engine.
+#[derive(Clone, Copy, Debug)]
+struct Seq {
+    req: u32,
+    prompt: u32,
+    target: u32,
+    /// Tokens generated (and streamed) so far.
+    generated: u32,
+    /// Tokens whose KV entries are in the cache.
+    computed: u32,
+    /// Tokens scheduled in the current iteration.
+    scheduled: u32,
+    /// Blocks held.
+    blocks: u64,
+    /// When it was queued (ns), and whether it has been admitted once.
+    queued_at: u64,
+    admitted: bool,
+}
+
+impl Seq {
+    /// Tokens that must be in the cache before the next token can be sampled: the prompt
+    /// and every generated token but the last (whose KV is computed by the next decode).
+    fn context(&self) -> u32 {
+        self.prompt + self.generated.saturating_sub(1)
+    }
+
+    /// Still (re)building its cache: prompt, or prompt plus generated tokens after preemption.
+    fn prefilling(&self) -> bool {
+        self.computed < self.context()
+    }
+
+    /// Tokens left to prefill.
+    fn prefill_left(&self) -> u32 {
+        self.context() - self.computed
+    }
+}
+
+/// What the next iteration computes, and what the scheduler decided to get there.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StepPlan {
+    /// Prompt (or recompute) tokens prefilled this iteration.
+    pub prefill_tokens: u64,
+    /// Sequences generating their next token.
+    pub decode_seqs: u64,
+    /// Context tokens (prompt + generated) the decoding sequences attend over.
+    pub context_tokens: u64,
+    /// Sequences in the iteration.
+    pub seqs: u64,
+    /// Requests admitted for the first time, with the time they waited in the queue (ns).
+    pub admitted: Vec<(u32, u64)>,
+    /// Requests preempted (blocks freed, back to the queue for recompute).
+    pub preempted: Vec<u32>,
+    /// Requests that failed: their allocation found no memory (on-demand cache).
+    pub out_of_memory: Vec<u32>,
+}
+
+/// KV-cache usage integrated over time, for the occupancy report.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct KvUsage {
+    /// Sum of blocks held × ns.
+    pub block_ns: f64,
+    /// Most blocks held at once.
+    pub peak_blocks: u64,
+    /// Preemptions.
+    pub preemptions: u64,
+}
+
+/// One LLM replica's scheduler.
+#[derive(Debug)]
+pub struct LlmEngine {
+    cfg: LlmConfig,
+    waiting: VecDeque<Seq>,
+    running: Vec<Seq>,
+    awake: bool,
+    used_blocks: u64,
+    usage: KvUsage,
+    last_change_ns: u64,
+}
+
+/// Blocks needed to hold `tokens` tokens.
+pub fn blocks_for(tokens: u64, block_tokens: u32) -> u64 {
+    tokens.div_ceil(u64::from(block_tokens))
+}
+
+impl LlmEngine {
+    /// An idle engine.
+    pub fn new(cfg: LlmConfig) -> Self {
+        LlmEngine {
+            cfg: LlmConfig {
+                max_num_seqs: cfg.max_num_seqs.max(1),
+                max_batched_tokens: cfg.max_batched_tokens.max(1),
+                block_tokens: cfg.block_tokens.max(1),
+                kv: cfg.kv,
+            },
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            awake: false,
+            used_blocks: 0,
+            usage: KvUsage::default(),
+            last_change_ns: 0,
+        }
+    }
+
+    /// The engine's limits.
+    pub fn config(&self) -> LlmConfig {
+        self.cfg
+    }
+
+    /// Whether a request of `prompt` + `target` tokens could ever run alone in a preallocated
+    /// cache (vLLM refuses longer requests up front; admitting one would stall the queue).
+    pub fn fits(&self, prompt: u32, target: u32) -> bool {
+        match self.cfg.kv {
+            KvPolicy::Preallocated { blocks } => {
+                blocks_for(u64::from(prompt) + u64::from(target), self.cfg.block_tokens) <= blocks
+            }
+            KvPolicy::OnDemand => true,
+        }
+    }
+
+    /// Queue a request at `now_ns`; returns true if the engine was asleep and must be woken.
+    pub fn enqueue(&mut self, now_ns: u64, req: u32, prompt: u32, target: u32) -> bool {
+        self.waiting.push_back(Seq {
+            req,
+            prompt: prompt.max(1),
+            target: target.max(1),
+            generated: 0,
+            computed: 0,
+            scheduled: 0,
+            blocks: 0,
+            queued_at: now_ns,
+            admitted: false,
+        });
+        let wake = !self.awake;
+        self.awake = true;
+        wake
+    }
+
+    /// Sequences waiting for admission.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Sequences admitted and not finished.
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Whether any sequence is waiting or running.
+    pub fn has_work(&self) -> bool {
+        !self.waiting.is_empty() || !self.running.is_empty()
+    }
+
+    /// KV blocks held now.
+    pub fn used_blocks(&self) -> u64 {
+        self.used_blocks
+    }
+
+    /// KV usage integrated up to `now_ns`.
+    pub fn usage(&mut self, now_ns: u64) -> KvUsage {
+        self.account(now_ns);
+        self.usage
+    }
+
+    fn account(&mut self, now_ns: u64) {
+        let dt = now_ns.saturating_sub(self.last_change_ns);
+        self.usage.block_ns += self.used_blocks as f64 * dt as f64;
+        self.last_change_ns = self.last_change_ns.max(now_ns);
+    }
+
+    fn set_blocks(&mut self, seq_blocks: &mut u64, to: u64) {
+        self.used_blocks = self.used_blocks - *seq_blocks + to;
+        *seq_blocks = to;
+        self.usage.peak_blocks = self.usage.peak_blocks.max(self.used_blocks);
+    }
+
+    /// Plan the next iteration at `now_ns`. `live` says which requests still want their
+    /// answer (others are dropped and their blocks freed); `free_blocks` is how many blocks
+    /// the partition has free beyond this engine's (consulted only by an on-demand cache).
+    /// Returns `None`, and the engine sleeps, when nothing is left to run.
+    pub fn plan(
+        &mut self,
+        now_ns: u64,
+        live: impl Fn(u32) -> bool,
+        free_blocks: u64,
+    ) -> Option<StepPlan> {
+        self.account(now_ns);
+        let mut plan = StepPlan::default();
+        for s in self.running.iter().chain(self.waiting.iter()) {
+            if !live(s.req) {
+                self.used_blocks -= s.blocks;
+            }
+        }
+        self.running.retain(|s| live(s.req));
+        self.waiting.retain(|s| live(s.req));
+        let bt = self.cfg.block_tokens;
+        // Blocks this engine may still take.
+        let mut avail = match self.cfg.kv {
+            KvPolicy::Preallocated { blocks } => blocks - self.used_blocks,
+            KvPolicy::OnDemand => free_blocks,
+        };
+        let mut budget = self.cfg.max_batched_tokens;
+        for s in &mut self.running {
+            s.scheduled = 0;
+        }
+
+        // 1 + 2: running sequences, oldest first; a sequence short of a block preempts the
+        // newest (possibly itself) until it fits.
+        let mut i = 0;
+        while i < self.running.len() && budget > 0 {
+            let s = self.running[i];
+            let want = if s.prefilling() {
+                s.prefill_left().min(budget)
+            } else {
+                1
+            };
+            let need = blocks_for(u64::from(s.computed + want), bt).saturating_sub(s.blocks);
+            if need > avail {
+                if let KvPolicy::OnDemand = self.cfg.kv {
+                    let gone = self.running.remove(i);
+                    self.used_blocks -= gone.blocks;
+                    avail += gone.blocks;
+                    plan.out_of_memory.push(gone.req);
+                    continue;
+                }
+                // Preempt the newest running sequence and try again.
+                let victim = self.running.pop().expect("invariant: i < len");
+                self.used_blocks -= victim.blocks;
+                avail += victim.blocks;
+                budget += victim.scheduled;
+                self.usage.preemptions += 1;
+                plan.preempted.push(victim.req);
+                self.waiting.push_front(Seq {
+                    computed: 0,
+                    blocks: 0,
+                    scheduled: 0,
+                    ..victim
+                });
+                continue; // re-examine index i (it may have been the victim)
+            }
+            avail -= need;
+            let mut blocks = s.blocks;
+            self.set_blocks(&mut blocks, s.blocks + need);
+            let s = &mut self.running[i];
+            s.blocks = blocks;
+            s.scheduled = want;
+            budget -= want;
+            i += 1;
+        }
+
+        // 3: admit waiting sequences, first come first served; stop at the first that does
+        // not fit (admission waits for blocks to free up). Not in an iteration that had to
+        // preempt: the victim would be readmitted only to be preempted again (as vLLM).
+        while plan.preempted.is_empty()
+            && budget > 0
+            && self.running.len() < self.cfg.max_num_seqs as usize
+        {
+            let Some(s) = self.waiting.front().copied() else {
+                break;
+            };
+            let want = s.prefill_left().min(budget);
+            let need = blocks_for(u64::from(want), bt);
+            if need > avail {
+                if let KvPolicy::OnDemand = self.cfg.kv {
+                    self.waiting.pop_front();
+                    plan.out_of_memory.push(s.req);
+                    continue;
+                }
+                break;
+            }
+            self.waiting.pop_front();
+            avail -= need;
+            let mut blocks = 0;
+            self.set_blocks(&mut blocks, need);
+            if !s.admitted {
+                plan.admitted
+                    .push((s.req, now_ns.saturating_sub(s.queued_at)));
+            }
+            self.running.push(Seq {
+                blocks,
+                scheduled: want,
+                admitted: true,
+                ..s
+            });
+            budget -= want;
+        }
+
+        for s in &self.running {
+            if s.scheduled == 0 {
+                continue;
+            }
+            plan.seqs += 1;
+            if s.prefilling() {
+                plan.prefill_tokens += u64::from(s.scheduled);
+            } else {
+                plan.decode_seqs += 1;
+                // The new token attends over the whole context, itself included.
+                plan.context_tokens += u64::from(s.computed + s.scheduled);
+            }
+        }
+        if plan.seqs == 0 {
+            // Nothing to run. With failures to report the caller gets an empty iteration
+            // (and wakes the engine again if work is left); otherwise the engine sleeps.
+            self.awake = self.has_work() && !plan.out_of_memory.is_empty();
+            if !self.awake && plan.out_of_memory.is_empty() {
+                return None;
+            }
+        }
+        Some(plan)
+    }
+
+    /// The iteration finished at `now_ns`. Every scheduled token's KV is now computed; each
+    /// sequence whose cache is complete samples one token. Returns `(request, tokens
+    /// generated so far)` per sampled token; finished sequences leave and free their blocks.
+    pub fn finish_step(&mut self, now_ns: u64) -> Vec<(u32, u32)> {
+        self.account(now_ns);
+        let mut out = Vec::with_capacity(self.running.len());
+        for s in &mut self.running {
+            if s.scheduled == 0 {
+                continue;
+            }
+            let was_prefilling = s.prefilling();
+            s.computed += s.scheduled;
+            s.scheduled = 0;
+            // A decode step, or the last chunk of a (re)prefill, samples the next token, as
+            // vLLM samples the first token in the prefill's own iteration.
+            if !was_prefilling || !s.prefilling() {
+                s.generated += 1;
+                out.push((s.req, s.generated));
+            }
+        }
+        let mut freed = 0;
+        self.running.retain(|s| {
+            let done = s.generated >= s.target;
+            if done {
+                freed += s.blocks;
+            }
+            !done
+        });
+        self.used_blocks -= freed;
+        if !self.has_work() {
+            self.awake = false;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(seqs: u32, tokens: u32, blocks: u64) -> LlmConfig {
+        LlmConfig {
+            max_num_seqs: seqs,
+            max_batched_tokens: tokens,
+            block_tokens: 16,
+            kv: KvPolicy::Preallocated { blocks },
+        }
+    }
+
+    #[test]
+    fn admits_up_to_max_batch_and_streams_tokens() {
+        let mut e = LlmEngine::new(cfg(2, 8192, 1000));
+        assert!(e.enqueue(0, 1, 100, 2));
+        assert!(!e.enqueue(0, 2, 50, 1));
+        assert!(!e.enqueue(0, 3, 10, 1));
+        let p = e.plan(0, |_| true, 0).unwrap();
+        assert_eq!((p.prefill_tokens, p.decode_seqs, p.seqs), (150, 0, 2));
+        assert_eq!(p.admitted, vec![(1, 0), (2, 0)]);
+        assert_eq!(e.finish_step(10), vec![(1, 1), (2, 1)]);
+        // Request 2 finished; request 3 joins while 1 decodes.
+        let p = e.plan(20, |_| true, 0).unwrap();
+        assert_eq!(
+            (p.prefill_tokens, p.decode_seqs, p.context_tokens),
+            (10, 1, 101)
+        );
+        assert_eq!(p.admitted, vec![(3, 20)]);
+        assert_eq!(e.finish_step(30), vec![(1, 2), (3, 1)]);
+        assert!(!e.has_work());
+        assert_eq!(e.used_blocks(), 0);
+        assert!(e.plan(40, |_| true, 0).is_none());
+    }
+
+    #[test]
+    fn cancelled_sequences_leave_at_the_next_iteration_and_free_their_blocks() {
+        let mut e = LlmEngine::new(cfg(4, 8192, 100));
+        e.enqueue(0, 1, 10, 5);
+        e.enqueue(0, 2, 40, 5);
+        e.plan(0, |_| true, 0).unwrap();
+        assert_eq!(e.used_blocks(), 1 + 3);
+        e.finish_step(1);
+        let p = e.plan(2, |r| r != 1, 0).unwrap();
+        assert_eq!(p.seqs, 1);
+        assert_eq!(e.running(), 1);
+        assert_eq!(e.used_blocks(), 3);
+    }
+
+    #[test]
+    fn long_prompts_prefill_in_chunks_within_the_token_budget() {
+        let mut e = LlmEngine::new(cfg(4, 512, 1000));
+        e.enqueue(0, 1, 1200, 2);
+        let p = e.plan(0, |_| true, 0).unwrap();
+        assert_eq!(p.prefill_tokens, 512);
+        assert!(
+            e.finish_step(1).is_empty(),
+            "no token before the prompt is in"
+        );
+        assert_eq!(e.plan(2, |_| true, 0).unwrap().prefill_tokens, 512);
+        assert!(e.finish_step(3).is_empty());
+        let p = e.plan(4, |_| true, 0).unwrap();
+        assert_eq!(p.prefill_tokens, 176);
+        assert_eq!(e.finish_step(5), vec![(1, 1)]);
+        let p = e.plan(6, |_| true, 0).unwrap();
+        assert_eq!((p.decode_seqs, p.context_tokens), (1, 1201));
+        assert_eq!(e.finish_step(7), vec![(1, 2)]);
+    }
+
+    #[test]
+    fn a_full_cache_makes_admission_wait() {
+        // 10 blocks of 16 tokens: a 100-token prompt takes 7, the next one must wait.
+        let mut e = LlmEngine::new(cfg(8, 8192, 10));
+        e.enqueue(0, 1, 100, 3);
+        e.enqueue(0, 2, 100, 3);
+        let p = e.plan(0, |_| true, 0).unwrap();
+        assert_eq!(p.admitted.len(), 1);
+        assert_eq!(e.waiting(), 1);
+        for t in 1..=3 {
+            e.finish_step(t * 10);
+            if e.has_work() {
+                e.plan(t * 10 + 1, |_| true, 0).unwrap();
+            }
+        }
+        // Request 1 finished after 3 tokens; 2 got in when its blocks freed.
+        assert_eq!(e.waiting(), 0);
+        assert_eq!(e.running(), 1);
+    }
+
+    #[test]
+    fn growth_past_a_full_cache_preempts_the_newest_and_resumes_it_by_recompute() {
+        // 4 blocks = 64 tokens; two sequences of 30-token prompts, 20 tokens each.
+        let mut e = LlmEngine::new(cfg(8, 8192, 4));
+        e.enqueue(0, 1, 30, 20);
+        e.enqueue(0, 2, 30, 20);
+        let mut t = 0;
+        let mut tokens = [0u32; 3];
+        let mut preempted = Vec::new();
+        while e.has_work() {
+            let p = e.plan(t, |_| true, 0).unwrap();
+            assert!(e.used_blocks() <= 4);
+            preempted.extend(p.preempted);
+            t += 1;
+            for (r, g) in e.finish_step(t) {
+                assert_eq!(g, tokens[r as usize] + 1, "tokens stream in order");
+                tokens[r as usize] = g;
+            }
+            t += 1;
+        }
+        assert_eq!(preempted, vec![2]);
+        assert_eq!(tokens[1..], [20, 20]);
+        assert_eq!(e.used_blocks(), 0);
+        assert_eq!(e.usage(t).preemptions, 1);
+    }
+
+    #[test]
+    fn requests_longer_than_the_cache_do_not_fit() {
+        let e = LlmEngine::new(cfg(8, 8192, 4));
+        assert!(e.fits(40, 24));
+        assert!(!e.fits(40, 25));
+    }
+
+    #[test]
+    fn on_demand_cache_fails_allocations_beyond_free_memory() {
+        let mut e = LlmEngine::new(LlmConfig {
+            kv: KvPolicy::OnDemand,
+            ..cfg(8, 8192, 0)
+        });
+        e.enqueue(0, 1, 30, 5);
+        e.enqueue(0, 2, 30, 5);
+        // Memory for 3 blocks: the first takes 2, the second finds only 1.
+        let p = e.plan(0, |_| true, 3).unwrap();
+        assert_eq!(p.out_of_memory, vec![2]);
+        assert_eq!(e.used_blocks(), 2);
+    }
+
+    #[test]
+    fn occupancy_integrates_blocks_over_time() {
+        let mut e = LlmEngine::new(cfg(8, 8192, 100));
+        e.enqueue(0, 1, 32, 1);
+        e.plan(100, |_| true, 0).unwrap(); // 2 blocks from t=100
+        e.finish_step(300); // done at 300: freed
+        let u = e.usage(1000);
+        assert_eq!(u.block_ns, 2.0 * 200.0);
+        assert_eq!(u.peak_blocks, 2);
+    }
+}
