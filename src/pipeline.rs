@@ -218,6 +218,10 @@ pub struct Simulation<'a> {
     output_tokens: u64,
     end: SimTime,
     timeout_ns: u64,
+    /// When the last request completed or failed (an open loop's run ends there).
+    last_outcome: SimTime,
+    /// Whether an open-loop arrival is still to come.
+    arrival_pending: bool,
 }
 
 impl<'a> Simulation<'a> {
@@ -294,6 +298,8 @@ impl<'a> Simulation<'a> {
             output_tokens: 0,
             end: duration,
             timeout_ns: SimTime::from_secs_f64(exp.raw.workload.timeout_s()).0,
+            last_outcome: SimTime::ZERO,
+            arrival_pending: false,
         }
     }
 
@@ -320,6 +326,7 @@ impl<'a> Simulation<'a> {
                 let at = SimTime::from_secs_f64(gap);
                 if at < self.end {
                     self.engine.schedule(at, Event::Arrival);
+                    self.arrival_pending = true;
                 }
             }
         }
@@ -329,13 +336,18 @@ impl<'a> Simulation<'a> {
                 break;
             }
             self.handle(now, ev);
+            // An open loop is over once no request is in flight and none is to come (the
+            // pending timeouts of finished requests do not extend it).
+            if !closed && !self.arrival_pending && self.in_flight() == 0 {
+                break;
+            }
         }
         // Bring every partition's accounting to the end of the measured window: the closed
-        // loop's fixed window, or (open loop, which drains) the last event.
+        // loop's fixed window, or (open loop, which drains) the last outcome.
         let end = if closed {
             self.end
         } else {
-            self.end.max(self.engine.now())
+            self.end.max(self.last_outcome)
         };
         let mut busy = Vec::new();
         let mut switching = Vec::new();
@@ -422,12 +434,14 @@ impl<'a> Simulation<'a> {
                 }
             }
             Event::Arrival => {
+                self.arrival_pending = false;
                 self.start_request(now, None);
                 if let WorkloadSpec::Poisson(p) = &self.exp.raw.workload {
                     let gap = poisson_gap_s(p.rate_rps, &mut self.arrivals_rng);
                     let at = now.plus(SimTime::from_secs_f64(gap).0.max(1));
                     if at < self.end {
                         self.engine.schedule(at, Event::Arrival);
+                        self.arrival_pending = true;
                     }
                 }
             }
@@ -444,6 +458,12 @@ impl<'a> Simulation<'a> {
             }
             Event::Timeout { req } => self.fail(now, req),
         }
+    }
+
+    /// Requests started and not yet over.
+    fn in_flight(&self) -> u64 {
+        let c = &self.counts;
+        c.started - c.completed - c.failed - c.cancelled
     }
 
     /// Route `req` into `stage`: pick a replica and count it outstanding there.
@@ -824,6 +844,7 @@ impl<'a> Simulation<'a> {
     fn complete(&mut self, now: SimTime, req: u32) {
         self.requests[req as usize].status = Status::Done;
         self.counts.completed += 1;
+        self.last_outcome = now;
         self.output_tokens += u64::from(self.requests[req as usize].answer.output_tokens());
         self.release_all(req);
         self.record(now, req);
@@ -838,6 +859,7 @@ impl<'a> Simulation<'a> {
         }
         r.status = Status::Failed;
         self.counts.failed += 1;
+        self.last_outcome = now;
         self.release_all(req);
         self.request_over(now, req);
     }

@@ -97,7 +97,7 @@ pub fn summarise(exp: &Experiment, r: &RunResult) -> RunSummary {
                 .collect(),
             busy_fraction: r.busy_ns[pi] as f64 / wall_ns,
             switching_fraction: r.switching_ns[pi] as f64 / wall_ns,
-            memory_used_gb: on_it.iter().map(|x| x.footprint_bytes as f64 / 1e9).sum(),
+            memory_used_gb: on_it.iter().map(|x| x.footprint_bytes).sum::<u64>() as f64 / 1e9,
             memory_peak_gb: r.peak_memory_bytes[pi] as f64 / 1e9,
             memory_total_gb: p.resources.memory_bytes as f64 / 1e9,
         });
@@ -249,6 +249,18 @@ pub fn table(runs: &[RunSummary]) -> String {
             })
             .collect();
         let _ = writeln!(s, "{:<24} {}", r.name, parts.join("  "));
+    }
+    let _ = writeln!(
+        s,
+        "\nreplicas: requests routed, mean batch (chunks, sentences or sequences per run)"
+    );
+    for r in runs {
+        let reps: Vec<String> = r
+            .replicas
+            .iter()
+            .map(|x| format!("{}@{} {} b{:.2}", x.model, x.gpu, x.routed, x.mean_batch))
+            .collect();
+        let _ = writeln!(s, "{:<24} {}", r.name, reps.join("  "));
     }
     let _ = writeln!(
         s,

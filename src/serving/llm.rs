@@ -526,6 +526,67 @@ mod tests {
         assert_eq!(e.used_blocks(), 2);
     }
 
+    proptest::proptest! {
+        /// Random requests against a small cache, with some cancelled midway: blocks in use
+        /// never exceed the capacity and always equal what the sequences hold; every request
+        /// that is not cancelled streams its tokens in order and finishes, however often it
+        /// was preempted and recomputed.
+        #[test]
+        fn kv_accounting_holds_and_every_admitted_sequence_finishes(
+            reqs in proptest::collection::vec((1u32..120, 1u32..60, 0u64..40, proptest::bool::weighted(0.15)), 1..25),
+            blocks in 12u64..40,
+            seqs in 1u32..8,
+            budget in 16u32..256,
+        ) {
+            let mut e = LlmEngine::new(cfg(seqs, budget, blocks));
+            let mut t = 0u64;
+            let mut pending: Vec<(u32, u32, u32, u64, bool)> = reqs
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| e.fits(r.0, r.1))
+                .map(|(i, r)| (i as u32, r.0, r.1, r.2, r.3))
+                .collect();
+            pending.sort_by_key(|p| p.3);
+            let n = reqs.len();
+            let mut tokens = vec![0u32; n];
+            let mut cancelled = vec![false; n];
+            let mut steps = 0;
+            while !pending.is_empty() || e.has_work() {
+                while pending.first().is_some_and(|p| p.3 <= t) {
+                    let (id, prompt, out, _, _) = pending.remove(0);
+                    e.enqueue(t, id, prompt, out);
+                }
+                // Cancel flagged requests once they have a token.
+                for (i, r) in reqs.iter().enumerate() {
+                    if r.3 && tokens[i] > 0 {
+                        cancelled[i] = true;
+                    }
+                }
+                if let Some(p) = e.plan(t, |r| !cancelled[r as usize], 0) {
+                    proptest::prop_assert!(e.used_blocks() <= blocks);
+                    let held: u64 = e.running.iter().map(|s| s.blocks).sum();
+                    proptest::prop_assert_eq!(held, e.used_blocks());
+                    proptest::prop_assert!(p.seqs <= u64::from(seqs));
+                    proptest::prop_assert!(p.prefill_tokens + p.decode_seqs <= u64::from(budget));
+                    for (r, g) in e.finish_step(t + 1) {
+                        proptest::prop_assert_eq!(g, tokens[r as usize] + 1);
+                        tokens[r as usize] = g;
+                    }
+                }
+                t += 2;
+                steps += 1;
+                proptest::prop_assert!(steps < 100_000, "no progress");
+            }
+            proptest::prop_assert_eq!(e.used_blocks(), 0);
+            for (i, r) in reqs.iter().enumerate() {
+                let fits = blocks_for(u64::from(r.0) + u64::from(r.1), 16) <= blocks;
+                if fits && !cancelled[i] {
+                    proptest::prop_assert_eq!(tokens[i], r.1, "request {} finished", i);
+                }
+            }
+        }
+    }
+
     #[test]
     fn occupancy_integrates_blocks_over_time() {
         let mut e = LlmEngine::new(cfg(8, 8192, 100));
