@@ -190,3 +190,19 @@ fn dynamic_batching_forms_batches_under_contention_and_relieves_a_time_sliced_gp
     let mig = get("mig-heavy-batched");
     assert!((batched.throughput_per_gpu_rps / mig.throughput_per_gpu_rps - 1.0).abs() < 0.05);
 }
+
+#[test]
+fn scaling_out_over_two_nodes_doubles_the_seed_mig_capacity() {
+    let path = root().join("experiments/scale-out.toml");
+    let s = run_experiment(&Experiment::load(&path, &Catalogue::builtin()).unwrap());
+    let mig = run_experiment(&crate::seed_experiment("mig-heavy"));
+    assert_eq!(s.gpus, 2 * mig.gpus);
+    assert!((s.throughput_rps / (2.0 * mig.throughput_rps) - 1.0).abs() < 0.05);
+    assert_eq!(s.success_rate, Some(1.0));
+    // Each stage's two replicas share its requests evenly.
+    for pair in s.replicas.chunks(2) {
+        let (a, b) = (pair[0].routed, pair[1].routed);
+        assert!(a.abs_diff(b) * 20 < a + b, "{}: {a} vs {b}", pair[0].model);
+    }
+    assert!(s.partitions.iter().any(|p| p.node == "node1"));
+}
