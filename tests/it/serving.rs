@@ -206,3 +206,31 @@ fn scaling_out_over_two_nodes_doubles_the_seed_mig_capacity() {
     }
     assert!(s.partitions.iter().any(|p| p.node == "node1"));
 }
+
+#[test]
+fn a_batch_s_runtime_follows_its_width_so_batching_meets_the_slice_size() {
+    // A streaming ASR step is bound by reading its weights and launching its kernels, so a
+    // batch of 8 costs what one chunk costs, on a 3g.40gb slice as on the whole GPU. A batch
+    // of 64 needs the SMs: the slice (42 SMs) slows markedly, the whole GPU (108) barely.
+    let mig = crate::seed_experiment("mig-heavy");
+    let base = crate::seed_experiment("baseline-heavy");
+    let asr_time = |e: &Experiment, n: u32| {
+        let mi = e.model_of_kind("asr").unwrap();
+        let r = e.replicas.iter().find(|r| r.model == mi).unwrap();
+        let m = &e.models[mi];
+        let ModelKind::Asr(a) = &m.kind else {
+            unreachable!()
+        };
+        let part = &e.partitions[r.partition].resources;
+        gpushare::profile::exec_time(&a.chunk.work(n), part, &m.efficiency).total_ns
+    };
+    for e in [&mig, &base] {
+        assert_eq!(asr_time(e, 8), asr_time(e, 1));
+    }
+    let slice = asr_time(&mig, 64) / asr_time(&mig, 1);
+    let whole = asr_time(&base, 64) / asr_time(&base, 1);
+    assert!(
+        slice > 1.25 && whole < 1.15,
+        "slice x{slice}, whole x{whole}"
+    );
+}
