@@ -548,6 +548,13 @@ fn load_merged(path: &Path, depth: usize) -> Result<toml::Value, InputError> {
             let abs = base_dir(path).join(d).to_string_lossy().to_string();
             t.insert("models_dir".into(), toml::Value::String(abs));
         }
+        // So is a trace's path.
+        if let Some(toml::Value::Table(w)) = t.get_mut("workload")
+            && let Some(toml::Value::String(p)) = w.get("path")
+        {
+            let abs = base_dir(path).join(p).to_string_lossy().to_string();
+            w.insert("path".into(), toml::Value::String(abs));
+        }
     }
     merge(&mut merged, own);
     Ok(merged)

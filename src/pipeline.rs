@@ -272,6 +272,9 @@ impl<'a> Simulation<'a> {
                     self.engine.schedule(at, Event::Arrival);
                 }
             }
+            // Driven by `arrivals::ArrivalSource` once it is wired into the simulation; until
+            // then these modes produce no arrivals.
+            WorkloadSpec::Gamma(_) | WorkloadSpec::OnOff(_) | WorkloadSpec::Trace(_) => {}
         }
         let closed = matches!(self.exp.raw.workload, WorkloadSpec::ClosedLoop(_));
         while let Some((now, ev)) = self.engine.pop() {
