@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +12,7 @@ use crate::error::InputError;
 use crate::hardware::{Catalogue, GpuSpec, Partition, mig};
 use crate::profile::{LlmProfile, ModelKind, ModelProfile};
 use crate::serving::{BatchConfig, KvPolicy, LlmConfig, RoutingPolicy};
+use crate::trace::Trace;
 use crate::workload::{AnswerSpec, Audio, WorkloadSpec};
 
 /// Default time slice: the open-source driver's per-context default on Volta and later,
@@ -267,6 +269,10 @@ pub struct Experiment {
     pub replicas: Vec<ReplicaSpec>,
     /// Deployments, one per model, in the same order as `models`.
     pub deployments: Vec<DeploymentSpec>,
+    /// The trace a trace workload replays, loaded and checked.
+    pub trace: Option<Arc<Trace>>,
+    /// Seconds during which requests arrive (closed loop: ramps included).
+    pub duration_s: f64,
 }
 
 impl Experiment {
@@ -290,6 +296,11 @@ impl Experiment {
         models_dir: &Path,
     ) -> Result<Experiment, InputError> {
         raw.workload.check(origin)?;
+        let trace = match &raw.workload {
+            WorkloadSpec::Trace(t) => Some(Arc::new(Trace::from_spec(t, origin)?)),
+            _ => None,
+        };
+        let duration_s = crate::arrivals::duration_s(&raw.workload, trace.as_deref());
         raw.answers.check(origin)?;
         if raw.gpus.is_empty() {
             return Err(InputError::invalid(
@@ -565,6 +576,8 @@ impl Experiment {
             models,
             replicas,
             deployments,
+            trace,
+            duration_s,
         })
     }
 
@@ -675,6 +688,13 @@ fn load_merged(path: &Path, depth: usize) -> Result<toml::Value, InputError> {
         if let Some(toml::Value::String(d)) = t.get("models_dir") {
             let abs = base_dir(path).join(d).to_string_lossy().to_string();
             t.insert("models_dir".into(), toml::Value::String(abs));
+        }
+        // So is a trace's path.
+        if let Some(toml::Value::Table(w)) = t.get_mut("workload")
+            && let Some(toml::Value::String(p)) = w.get("path")
+        {
+            let abs = base_dir(path).join(p).to_string_lossy().to_string();
+            w.insert("path".into(), toml::Value::String(abs));
         }
     }
     merge(&mut merged, own);

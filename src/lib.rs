@@ -13,6 +13,7 @@
 //! - [`experiment`], [`study`], [`config`], [`error`]: input files and their errors.
 #![deny(missing_docs)]
 
+pub mod arrivals;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -25,4 +26,5 @@ pub mod report;
 pub mod serving;
 pub mod sharing;
 pub mod study;
+pub mod trace;
 pub mod workload;

@@ -12,6 +12,7 @@
 
 use rand_chacha::ChaCha8Rng;
 
+use crate::arrivals::ArrivalSource;
 use crate::engine::{Engine, EventClass, SimTime, Streams};
 use crate::experiment::Experiment;
 use crate::hardware::Partition;
@@ -21,7 +22,7 @@ use crate::serving::batcher::Decision;
 use crate::serving::llm::KvUsage;
 use crate::serving::{Batcher, KvPolicy, LlmEngine, Router};
 use crate::sharing::TimeSlicer;
-use crate::workload::{Answer, WorkloadSpec, chunks_for, poisson_gap_s, user_window};
+use crate::workload::{Answer, Arrival, WorkloadSpec, chunks_for, user_window};
 
 /// Events of the pipeline model. Classes order same-instant events (see [`EventClass`]).
 #[derive(Clone, Copy, Debug)]
@@ -220,8 +221,9 @@ pub struct Simulation<'a> {
     timeout_ns: u64,
     /// When the last request completed or failed (an open loop's run ends there).
     last_outcome: SimTime,
-    /// Whether an open-loop arrival is still to come.
-    arrival_pending: bool,
+    /// Open-loop arrivals, and the next one (scheduled as `Event::Arrival`).
+    source: Option<ArrivalSource>,
+    next_arrival: Option<Arrival>,
 }
 
 impl<'a> Simulation<'a> {
@@ -276,7 +278,7 @@ impl<'a> Simulation<'a> {
                 kv_blocks_seen: 0,
             });
         }
-        let duration = SimTime::from_secs_f64(exp.raw.workload.duration_s());
+        let duration = SimTime::from_secs_f64(exp.duration_s);
         Simulation {
             exp,
             engine: Engine::new(),
@@ -299,7 +301,8 @@ impl<'a> Simulation<'a> {
             end: duration,
             timeout_ns: SimTime::from_secs_f64(exp.raw.workload.timeout_s()).0,
             last_outcome: SimTime::ZERO,
-            arrival_pending: false,
+            source: ArrivalSource::new(&exp.raw.workload, exp.trace.clone()),
+            next_arrival: None,
         }
     }
 
@@ -321,14 +324,7 @@ impl<'a> Simulation<'a> {
                         .schedule(SimTime::from_secs_f64(stop), Event::UserLeave { user: u });
                 }
             }
-            WorkloadSpec::Poisson(p) => {
-                let gap = poisson_gap_s(p.rate_rps, &mut self.arrivals_rng);
-                let at = SimTime::from_secs_f64(gap);
-                if at < self.end {
-                    self.engine.schedule(at, Event::Arrival);
-                    self.arrival_pending = true;
-                }
-            }
+            _ => self.schedule_next_arrival(),
         }
         let closed = matches!(self.exp.raw.workload, WorkloadSpec::ClosedLoop(_));
         while let Some((now, ev)) = self.engine.pop() {
@@ -338,7 +334,7 @@ impl<'a> Simulation<'a> {
             self.handle(now, ev);
             // An open loop is over once no request is in flight and none is to come (the
             // pending timeouts of finished requests do not extend it).
-            if !closed && !self.arrival_pending && self.in_flight() == 0 {
+            if !closed && self.next_arrival.is_none() && self.in_flight() == 0 {
                 break;
             }
         }
@@ -426,24 +422,17 @@ impl<'a> Simulation<'a> {
             Event::Chunk { req, idx } => self.chunk(now, req, idx),
             Event::UserJoin { user } => {
                 self.users[user as usize].active = true;
-                self.start_request(now, Some(user));
+                self.start_request(now, Some(user), None);
             }
             Event::ThinkOver { user } => {
                 if self.users[user as usize].active {
-                    self.start_request(now, Some(user));
+                    self.start_request(now, Some(user), None);
                 }
             }
             Event::Arrival => {
-                self.arrival_pending = false;
-                self.start_request(now, None);
-                if let WorkloadSpec::Poisson(p) = &self.exp.raw.workload {
-                    let gap = poisson_gap_s(p.rate_rps, &mut self.arrivals_rng);
-                    let at = now.plus(SimTime::from_secs_f64(gap).0.max(1));
-                    if at < self.end {
-                        self.engine.schedule(at, Event::Arrival);
-                        self.arrival_pending = true;
-                    }
-                }
+                let a = self.next_arrival.take();
+                self.start_request(now, None, a.as_ref());
+                self.schedule_next_arrival();
             }
             Event::UserLeave { user } => {
                 let u = &mut self.users[user as usize];
@@ -457,6 +446,17 @@ impl<'a> Simulation<'a> {
                 }
             }
             Event::Timeout { req } => self.fail(now, req),
+        }
+    }
+
+    /// Pull the next open-loop arrival and schedule it.
+    fn schedule_next_arrival(&mut self) {
+        let Some(src) = self.source.as_mut() else {
+            return;
+        };
+        self.next_arrival = src.next(&mut self.arrivals_rng);
+        if let Some(a) = &self.next_arrival {
+            self.engine.schedule(SimTime(a.at_ns), Event::Arrival);
         }
     }
 
@@ -497,21 +497,31 @@ impl<'a> Simulation<'a> {
         }
     }
 
-    fn start_request(&mut self, now: SimTime, user: Option<u32>) {
+    /// Start a request: a closed-loop user's, or an open-loop arrival with the attributes its
+    /// trace row gave (the others are drawn).
+    fn start_request(&mut self, now: SimTime, user: Option<u32>, given: Option<&Arrival>) {
+        let given_audio = given.and_then(|a| a.audio_s);
         let chunks = self.exp.raw.audio.as_ref().map_or(0, |a| {
-            let clip = match user {
-                Some(u) => {
+            let clip = match (user, given_audio) {
+                (_, Some(s)) => s,
+                (Some(u), None) => {
                     let us = &mut self.users[u as usize];
                     let c = a.clips_s[us.clips_sent as usize % a.clips_s.len()];
                     us.clips_sent += 1;
                     c
                 }
-                None => a.clips_s[self.counts.started as usize % a.clips_s.len()],
+                (None, None) => a.clips_s[self.counts.started as usize % a.clips_s.len()],
             };
             chunks_for(clip, a.chunk_ms)
         });
         let id = self.requests.len() as u32;
-        let answer = Answer::draw(&self.exp.raw.answers, &mut self.answers_rng);
+        let answer = Answer::draw_with(
+            &self.exp.raw.answers,
+            &mut self.answers_rng,
+            given.and_then(|a| a.prompt_tokens),
+            given.and_then(|a| a.output_tokens),
+            given.and_then(|a| a.sentences),
+        );
         self.requests.push(Request {
             user,
             status: Status::Active,

@@ -1,7 +1,7 @@
-//! Load: closed-loop virtual users with ramps (as the seed harness) or open-loop Poisson
-//! arrivals, and the shapes of LLM answers (prompt and output tokens, sentences).
+//! Load: closed-loop virtual users with ramps (as the seed harness) or open-loop arrivals
+//! (Poisson, Gamma, on-off, trace replay), and the shapes of LLM answers.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
@@ -41,7 +41,141 @@ pub struct Poisson {
     pub timeout_s: f64,
 }
 
-/// How requests arrive (`mode = "closed-loop"` or `mode = "poisson"`).
+/// A renewal process: independent Gamma-distributed gaps with mean `1 / rate_rps` and
+/// coefficient of variation `cv` (shape `1 / cv²`, scale `cv² / rate_rps`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Gamma {
+    /// Mean arrivals per second.
+    pub rate_rps: f64,
+    /// Coefficient of variation of the gaps (standard deviation / mean): 1 is Poisson (and
+    /// draws exactly the Poisson mode's gaps), above 1 burstier, below 1 more regular.
+    pub cv: f64,
+    /// Seconds during which requests arrive.
+    pub duration_s: f64,
+    /// A request not finished after this many seconds fails.
+    pub timeout_s: f64,
+}
+
+/// How long on-off periods last.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Periods {
+    /// Exponential with the given means (a Markov-modulated Poisson process).
+    #[default]
+    Exponential,
+    /// Exactly the given lengths (a square wave).
+    Fixed,
+}
+
+/// Poisson arrivals at `on_rate_rps` during ON periods and none during OFF periods, starting
+/// ON at time 0. The long-run rate is `on_rate_rps × on_s / (on_s + off_s)`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OnOff {
+    /// Arrivals per second while ON.
+    pub on_rate_rps: f64,
+    /// Mean (or, with `periods = "fixed"`, exact) length of an ON period, seconds.
+    pub on_s: f64,
+    /// Mean (or exact) length of an OFF period, seconds.
+    pub off_s: f64,
+    /// Whether period lengths are exponential (default) or fixed.
+    #[serde(default)]
+    pub periods: Periods,
+    /// Seconds during which requests arrive.
+    pub duration_s: f64,
+    /// A request not finished after this many seconds fails.
+    pub timeout_s: f64,
+}
+
+/// How a trace file is written.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TraceFormat {
+    /// `.jsonl` / `.ndjson` files, or a first line starting with `{`, are JSONL; a CSV header
+    /// `TIMESTAMP,ContextTokens,GeneratedTokens` is Azure; any other CSV is `csv`.
+    #[default]
+    Auto,
+    /// CSV with a header: `arrival_s` and optional `audio_s`, `prompt_tokens`,
+    /// `output_tokens`, `sentences`.
+    Csv,
+    /// One JSON object per line with the same field names as `csv`.
+    Jsonl,
+    /// The public Azure LLM inference trace: `TIMESTAMP,ContextTokens,GeneratedTokens`.
+    Azure,
+}
+
+/// What to do with a trace row that cannot be read.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    /// Stop with an error naming the file and line.
+    #[default]
+    Stop,
+    /// Skip the row and count it (`Trace::skipped`). Times that go backwards or are negative
+    /// still stop: skipping them would silently change the trace's timing.
+    Skip,
+}
+
+/// Replay of a recorded trace of arrivals (and, where it has them, per-request attributes).
+///
+/// Order of operations: the window `[start_s, end_s)` is cut in the trace's own time (seconds
+/// after its first row) and shifted so that `start_s` is time 0; times are then divided by
+/// `rate_scale`; with `loop`, the window repeats back to back until `duration_s`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TraceSpec {
+    /// The trace file, relative to the experiment file that sets it.
+    pub path: PathBuf,
+    /// File format (default: recognised from the extension and first line).
+    #[serde(default)]
+    pub format: TraceFormat,
+    /// Rate multiplier: 2.0 replays twice as fast (every time divided by 2).
+    #[serde(default = "one")]
+    pub rate_scale: f64,
+    /// Start of the window, seconds after the trace's first row (default 0).
+    #[serde(default)]
+    pub start_s: Option<f64>,
+    /// End of the window (excluded), seconds after the trace's first row (default: the end).
+    #[serde(default)]
+    pub end_s: Option<f64>,
+    /// Repeat the window back to back until `duration_s`. The period is `end_s - start_s`
+    /// when `end_s` is set, else the last arrival's time in the window plus the window's mean
+    /// gap (so copies neither overlap nor leave a hole).
+    #[serde(default, rename = "loop")]
+    pub repeat: bool,
+    /// Stop replaying at this simulated time, seconds (required with `loop`).
+    #[serde(default)]
+    pub duration_s: Option<f64>,
+    /// Whether an unreadable row stops the run (default) or is skipped.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// A request not finished after this many seconds fails.
+    pub timeout_s: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// One open-loop request: when it arrives and any attributes the trace gave it. Attributes
+/// left `None` are drawn from the experiment's `[audio]` and `[answers]` tables.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Arrival {
+    /// Arrival time, ns since the start of the run.
+    pub at_ns: u64,
+    /// Length of the request's audio, seconds.
+    pub audio_s: Option<f64>,
+    /// Prompt tokens of the LLM request.
+    pub prompt_tokens: Option<u32>,
+    /// Tokens the LLM generates.
+    pub output_tokens: Option<u32>,
+    /// Sentences the answer is cut into.
+    pub sentences: Option<u32>,
+}
+
+/// How requests arrive: `mode = "closed-loop"`, `"poisson"`, `"gamma"`, `"on-off"` or
+/// `"trace"`, each with its own fields.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(tag = "mode", rename_all = "kebab-case")]
 pub enum WorkloadSpec {
@@ -49,6 +183,12 @@ pub enum WorkloadSpec {
     ClosedLoop(ClosedLoop),
     /// Open-loop Poisson arrivals.
     Poisson(Poisson),
+    /// Open-loop renewal process with Gamma gaps (burstiness set by `cv`).
+    Gamma(Gamma),
+    /// Open-loop Poisson arrivals switched on and off.
+    OnOff(OnOff),
+    /// Open-loop replay of a trace file.
+    Trace(TraceSpec),
 }
 
 impl<'de> Deserialize<'de> for WorkloadSpec {
@@ -60,7 +200,7 @@ impl<'de> Deserialize<'de> for WorkloadSpec {
         let mode = t
             .remove("mode")
             .ok_or_else(|| D::Error::missing_field("mode"))?;
-        let variants = &["closed-loop", "poisson"];
+        let variants = &["closed-loop", "poisson", "gamma", "on-off", "trace"];
         let Some(mode) = mode.as_str() else {
             return Err(D::Error::custom(format!(
                 "`mode` = {mode}: expected one of {variants:?}"
@@ -69,17 +209,25 @@ impl<'de> Deserialize<'de> for WorkloadSpec {
         match mode {
             "closed-loop" => crate::config::variant(t).map(WorkloadSpec::ClosedLoop),
             "poisson" => crate::config::variant(t).map(WorkloadSpec::Poisson),
+            "gamma" => crate::config::variant(t).map(WorkloadSpec::Gamma),
+            "on-off" => crate::config::variant(t).map(WorkloadSpec::OnOff),
+            "trace" => crate::config::variant(t).map(WorkloadSpec::Trace),
             other => Err(D::Error::unknown_variant(other, variants)),
         }
     }
 }
 
 impl WorkloadSpec {
-    /// Total simulated wall time (ramps included), seconds.
+    /// Total simulated wall time (ramps included), seconds. For a trace this is its
+    /// `duration_s`, or 0 when it has none (it then ends with its last arrival, which only
+    /// the loaded trace knows: see `arrivals::duration_s`).
     pub fn duration_s(&self) -> f64 {
         match self {
             WorkloadSpec::ClosedLoop(c) => c.ramp_up_s + c.hold_s + c.ramp_down_s,
             WorkloadSpec::Poisson(p) => p.duration_s,
+            WorkloadSpec::Gamma(g) => g.duration_s,
+            WorkloadSpec::OnOff(o) => o.duration_s,
+            WorkloadSpec::Trace(t) => t.duration_s.unwrap_or(0.0),
         }
     }
 
@@ -88,10 +236,25 @@ impl WorkloadSpec {
         match self {
             WorkloadSpec::ClosedLoop(c) => c.timeout_s,
             WorkloadSpec::Poisson(p) => p.timeout_s,
+            WorkloadSpec::Gamma(g) => g.timeout_s,
+            WorkloadSpec::OnOff(o) => o.timeout_s,
+            WorkloadSpec::Trace(t) => t.timeout_s,
         }
     }
 
-    /// Check ranges; errors name `origin` and the field.
+    /// Long-run mean arrival rate of a generated open-loop process, requests per second
+    /// (`None` for closed-loop users and traces).
+    pub fn mean_rate_rps(&self) -> Option<f64> {
+        match self {
+            WorkloadSpec::Poisson(p) => Some(p.rate_rps),
+            WorkloadSpec::Gamma(g) => Some(g.rate_rps),
+            WorkloadSpec::OnOff(o) => Some(o.on_rate_rps * o.on_s / (o.on_s + o.off_s)),
+            WorkloadSpec::ClosedLoop(_) | WorkloadSpec::Trace(_) => None,
+        }
+    }
+
+    /// Check ranges; errors name `origin` and the field. A trace's file is checked when it is
+    /// loaded (`Trace::from_spec`).
     pub fn check(&self, origin: &Path) -> Result<(), InputError> {
         match self {
             WorkloadSpec::ClosedLoop(c) => {
@@ -112,6 +275,36 @@ impl WorkloadSpec {
                 positive(origin, "workload.rate_rps", p.rate_rps)?;
                 seconds(origin, "workload.duration_s", p.duration_s, true)?;
             }
+            WorkloadSpec::Gamma(g) => {
+                positive(origin, "workload.rate_rps", g.rate_rps)?;
+                if !(MIN_CV..=MAX_CV).contains(&g.cv) {
+                    return Err(InputError::invalid(
+                        origin,
+                        "workload.cv",
+                        crate::config::num(g.cv),
+                        &format!(
+                            "a number in [{MIN_CV}, {MAX_CV}] (1 = Poisson, > 1 burstier, \
+                             < 1 more regular)"
+                        ),
+                    ));
+                }
+                seconds(origin, "workload.duration_s", g.duration_s, true)?;
+            }
+            WorkloadSpec::OnOff(o) => {
+                positive(origin, "workload.on_rate_rps", o.on_rate_rps)?;
+                seconds(origin, "workload.on_s", o.on_s, true)?;
+                if o.on_s < MIN_ON_S {
+                    return Err(InputError::invalid(
+                        origin,
+                        "workload.on_s",
+                        crate::config::num(o.on_s),
+                        &format!("at least {MIN_ON_S} s"),
+                    ));
+                }
+                seconds(origin, "workload.off_s", o.off_s, false)?;
+                seconds(origin, "workload.duration_s", o.duration_s, true)?;
+            }
+            WorkloadSpec::Trace(t) => t.check(origin)?,
         }
         seconds(origin, "workload.timeout_s", self.timeout_s(), true)?;
         if self.duration_s() > MAX_SECONDS {
@@ -125,6 +318,55 @@ impl WorkloadSpec {
         Ok(())
     }
 }
+
+impl TraceSpec {
+    /// Check the options (not the file).
+    fn check(&self, origin: &Path) -> Result<(), InputError> {
+        if self.path.as_os_str().is_empty() {
+            return Err(InputError::invalid(
+                origin,
+                "workload.path",
+                "\"\"",
+                "the path of a trace file",
+            ));
+        }
+        positive(origin, "workload.rate_scale", self.rate_scale)?;
+        if let Some(s) = self.start_s {
+            seconds(origin, "workload.start_s", s, false)?;
+        }
+        if let Some(e) = self.end_s {
+            seconds(origin, "workload.end_s", e, true)?;
+            let start = self.start_s.unwrap_or(0.0);
+            if e <= start {
+                return Err(InputError::invalid(
+                    origin,
+                    "workload.end_s",
+                    crate::config::num(e),
+                    &format!("a time after start_s ({})", crate::config::num(start)),
+                ));
+            }
+        }
+        if let Some(d) = self.duration_s {
+            seconds(origin, "workload.duration_s", d, true)?;
+        } else if self.repeat {
+            return Err(InputError::invalid(
+                origin,
+                "workload.duration_s",
+                "none",
+                "a duration in seconds when `loop = true` (a looped trace never ends otherwise)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Smallest Gamma `cv` accepted (shape 10,000: nearly evenly spaced arrivals).
+pub const MIN_CV: f64 = 0.01;
+/// Largest Gamma `cv` accepted (shape 0.01: extreme bursts).
+pub const MAX_CV: f64 = 10.0;
+/// Shortest on-off ON period accepted, seconds: far shorter than any request, and it bounds
+/// the work of skipping through periods.
+pub const MIN_ON_S: f64 = 1e-3;
 
 /// The longest simulated span accepted (about 3 years): far beyond any study, and far from
 /// the ~585 years at which nanosecond time would overflow.
@@ -292,9 +534,28 @@ impl Answer {
 
     /// Draw an answer: output tokens split into sentences of near-equal length.
     pub fn draw(spec: &AnswerSpec, rng: &mut ChaCha8Rng) -> Answer {
-        let prompt_tokens = spec.prompt_tokens.sample(rng);
-        let out = spec.output_tokens.sample(rng);
-        let n = spec.sentences.sample(rng).min(out);
+        Answer::draw_with(spec, rng, None, None, None)
+    }
+
+    /// Draw an answer, using the counts given (e.g. by a trace) in place of drawn ones.
+    ///
+    /// All three counts are drawn whether given or not, in the order prompt, output,
+    /// sentences, so the stream advances the same way for every request (and with nothing
+    /// given this is exactly [`Answer::draw`]). The output is at least 1 token, and the
+    /// sentences between 1 and the output tokens.
+    pub fn draw_with(
+        spec: &AnswerSpec,
+        rng: &mut ChaCha8Rng,
+        prompt: Option<u32>,
+        output: Option<u32>,
+        sentences: Option<u32>,
+    ) -> Answer {
+        let drawn_prompt = spec.prompt_tokens.sample(rng);
+        let drawn_out = spec.output_tokens.sample(rng);
+        let drawn_sentences = spec.sentences.sample(rng);
+        let prompt_tokens = prompt.unwrap_or(drawn_prompt);
+        let out = output.unwrap_or(drawn_out).max(1);
+        let n = sentences.unwrap_or(drawn_sentences).clamp(1, out);
         let sentence_ends = (1..=n)
             .map(|k| (u64::from(out) * u64::from(k) / u64::from(n)) as u32)
             .collect();
@@ -368,6 +629,43 @@ mod tests {
             assert!(a.sentence_ends.windows(2).all(|w| w[0] < w[1]));
             assert!(a.output_tokens() >= 2 && a.output_tokens() <= 90);
         }
+    }
+
+    #[test]
+    fn given_counts_replace_drawn_ones_and_the_stream_advances_the_same() {
+        let spec = AnswerSpec {
+            prompt_tokens: CountDist::Normal {
+                mean: 250.0,
+                sd: 50.0,
+                min: 100,
+                max: 600,
+            },
+            output_tokens: CountDist::Uniform { min: 12, max: 96 },
+            sentences: CountDist::Uniform { min: 2, max: 3 },
+        };
+        let mut a = Streams::new(5).stream("answers");
+        let mut b = a.clone();
+        for i in 0..100u32 {
+            let drawn = Answer::draw(&spec, &mut a);
+            let given = match i % 3 {
+                0 => Answer::draw_with(&spec, &mut b, None, None, None),
+                1 => Answer::draw_with(&spec, &mut b, Some(4000), None, None),
+                _ => Answer::draw_with(&spec, &mut b, None, Some(7), Some(9)),
+            };
+            match i % 3 {
+                0 => assert_eq!(given, drawn),
+                1 => {
+                    assert_eq!(given.prompt_tokens, 4000);
+                    assert_eq!(given.sentence_ends, drawn.sentence_ends);
+                }
+                _ => {
+                    // More sentences than tokens: one token per sentence.
+                    assert_eq!(given.prompt_tokens, drawn.prompt_tokens);
+                    assert_eq!(given.sentence_ends, (1..=7).collect::<Vec<_>>());
+                }
+            }
+        }
+        assert_eq!(a, b, "both streams drew the same numbers");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area.
 
+mod arrivals;
 mod cli;
 mod invariants;
 mod seed;

@@ -234,3 +234,28 @@ fn a_batch_s_runtime_follows_its_width_so_batching_meets_the_slice_size() {
         "slice x{slice}, whole x{whole}"
     );
 }
+
+#[test]
+fn a_replayed_trace_starts_one_request_per_row_with_the_row_s_attributes() {
+    let path = root().join("experiments/traces/mig-voice-trace.toml");
+    let exp = Experiment::load(&path, &Catalogue::builtin()).unwrap();
+    let rows = exp.trace.as_ref().unwrap().len() as u64;
+    let s = run_experiment(&exp);
+    assert_eq!(s.started, rows);
+    assert_eq!(s.completed + s.failed + s.cancelled, rows);
+    // Every row gives its own audio length: ASR chunks = sum over rows of ceil(audio / 128 ms).
+    let chunks: u64 = exp
+        .trace
+        .as_ref()
+        .unwrap()
+        .arrivals()
+        .iter()
+        .map(|a| gpushare::workload::chunks_for(a.audio_s.unwrap(), 128.0) as u64)
+        .sum();
+    let asr = s
+        .replicas
+        .iter()
+        .find(|r| r.model == "parakeet-1.1b")
+        .unwrap();
+    assert_eq!((asr.batches as f64 * asr.mean_batch).round() as u64, chunks);
+}
