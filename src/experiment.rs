@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{self, non_negative, positive};
 use crate::error::InputError;
+use crate::faults::{FaultKind, FaultsSpec};
 use crate::hardware::{Catalogue, GpuSpec, Partition, mig};
 use crate::profile::{LlmProfile, ModelKind, ModelProfile};
 use crate::serving::{BatchConfig, KvPolicy, LlmConfig, RoutingPolicy};
@@ -213,6 +214,42 @@ pub struct RawExperiment {
     pub audio: Option<Audio>,
     /// LLM answer shapes.
     pub answers: AnswerSpec,
+    /// Faults to inject or draw, and how the gateway retries (absent: nothing fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<FaultsSpec>,
+    /// Latency target for goodput (absent: no goodput reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<Slo>,
+}
+
+/// Service-level objective: what counts as a good request.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Slo {
+    /// A completed request within this many milliseconds (start to end) counts as goodput.
+    pub request_ms: f64,
+}
+
+/// What a fault hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultTarget {
+    /// A replica (index into `Experiment::replicas`).
+    Replica(usize),
+    /// A GPU (index into `Experiment::gpus`).
+    Gpu(usize),
+}
+
+/// A source of faults, resolved against the cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultSource {
+    /// Kind.
+    pub kind: FaultKind,
+    /// What it hits.
+    pub target: FaultTarget,
+    /// Faults per second for a random process; `None` for one injected fault.
+    pub rate_per_s: Option<f64>,
+    /// When an injected fault strikes, seconds.
+    pub at_s: f64,
 }
 
 /// A partition of the cluster: a whole GPU or one MIG instance, with its contexts.
@@ -273,6 +310,8 @@ pub struct Experiment {
     pub trace: Option<Arc<Trace>>,
     /// Seconds during which requests arrive (closed loop: ramps included).
     pub duration_s: f64,
+    /// Fault sources (empty without `[faults]`).
+    pub fault_sources: Vec<FaultSource>,
 }
 
 impl Experiment {
@@ -569,16 +608,152 @@ impl Experiment {
                 ));
             }
         }
-        Ok(Experiment {
+        Experiment {
             raw,
             gpus,
             partitions,
             models,
             replicas,
             deployments,
+            fault_sources: Vec::new(),
             trace,
             duration_s,
-        })
+        }
+        .with_faults(origin)
+    }
+
+    /// Check `[faults]` and `[slo]` and resolve fault sources to replicas and GPUs.
+    fn with_faults(mut self, origin: &Path) -> Result<Experiment, InputError> {
+        if let Some(slo) = &self.raw.slo {
+            positive(origin, "slo.request_ms", slo.request_ms)?;
+        }
+        let Some(f) = self.raw.faults.clone() else {
+            return Ok(self);
+        };
+        f.check(origin)?;
+        let model_index = |name: &str, field: &str| {
+            self.models
+                .iter()
+                .position(|m| m.name == name)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
+                    InputError::invalid(
+                        origin,
+                        field,
+                        format!("\"{name}\""),
+                        &format!("a deployed model: {}", known.join(", ")),
+                    )
+                })
+        };
+        let gpu_index = |id: &str, field: &str| {
+            self.raw
+                .gpus
+                .iter()
+                .position(|g| g.id == id)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = self.raw.gpus.iter().map(|g| g.id.as_str()).collect();
+                    InputError::invalid(
+                        origin,
+                        field,
+                        format!("\"{id}\""),
+                        &format!("one of the GPU ids: {}", known.join(", ")),
+                    )
+                })
+        };
+        let mut sources = Vec::new();
+        for (i, r) in f.random.iter().enumerate() {
+            let rate = 1.0 / (r.mtbf_h * 3600.0);
+            let targets: Vec<FaultTarget> = if r.kind.per_replica() {
+                let mut models = Vec::new();
+                for (k, m) in r.models.iter().enumerate() {
+                    models.push(model_index(m, &format!("faults.random[{i}].models[{k}]"))?);
+                }
+                (0..self.replicas.len())
+                    .filter(|&x| models.is_empty() || models.contains(&self.replicas[x].model))
+                    .map(FaultTarget::Replica)
+                    .collect()
+            } else {
+                let mut gpus = Vec::new();
+                for (k, g) in r.gpus.iter().enumerate() {
+                    gpus.push(gpu_index(g, &format!("faults.random[{i}].gpus[{k}]"))?);
+                }
+                (0..self.gpus.len())
+                    .filter(|g| gpus.is_empty() || gpus.contains(g))
+                    .map(FaultTarget::Gpu)
+                    .collect()
+            };
+            for target in targets {
+                sources.push(FaultSource {
+                    kind: r.kind,
+                    target,
+                    rate_per_s: Some(rate),
+                    at_s: 0.0,
+                });
+            }
+        }
+        for (i, inj) in f.inject.iter().enumerate() {
+            let field = format!("faults.inject[{i}]");
+            let target = match (&inj.model, &inj.gpu) {
+                (Some(m), _) => {
+                    let mi = model_index(m, &format!("{field}.model"))?;
+                    let reps = &self.deployments[mi].replicas;
+                    let Some(&r) = reps.get(inj.replica) else {
+                        return Err(InputError::invalid(
+                            origin,
+                            &format!("{field}.replica"),
+                            inj.replica,
+                            &format!("a replica index 0..{} of {m}", reps.len() - 1),
+                        ));
+                    };
+                    FaultTarget::Replica(r)
+                }
+                (None, Some(g)) => FaultTarget::Gpu(gpu_index(g, &format!("{field}.gpu"))?),
+                (None, None) => unreachable!("invariant: checked by FaultsSpec::check"),
+            };
+            sources.push(FaultSource {
+                kind: inj.kind,
+                target,
+                rate_per_s: None,
+                at_s: inj.at_s,
+            });
+        }
+        self.fault_sources = sources;
+        Ok(self)
+    }
+
+    /// The replicas a fault of `kind` on `target` takes down: the blast radius, which follows
+    /// the sharing mode (see [`crate::faults`]).
+    pub fn blast_radius(&self, kind: FaultKind, target: FaultTarget) -> Vec<usize> {
+        let on_partition = |p: usize| -> Vec<usize> {
+            (0..self.replicas.len())
+                .filter(|&r| self.replicas[r].partition == p)
+                .collect()
+        };
+        let on_gpus = |gpus: &[usize]| -> Vec<usize> {
+            (0..self.replicas.len())
+                .filter(|&r| gpus.contains(&self.partitions[self.replicas[r].partition].gpu))
+                .collect()
+        };
+        match (kind, target) {
+            (FaultKind::AppCrash, FaultTarget::Replica(r)) => {
+                let p = self.replicas[r].partition;
+                match self.raw.gpus[self.partitions[p].gpu].sharing {
+                    // One fault domain: every context on the GPU goes.
+                    SharingSpec::TimeSlicing { .. } => on_partition(p),
+                    SharingSpec::Mig { .. } | SharingSpec::Dedicated => vec![r],
+                }
+            }
+            (FaultKind::EccContained | FaultKind::Oom, FaultTarget::Replica(r)) => vec![r],
+            (FaultKind::EccUncontained, FaultTarget::Gpu(g)) => on_gpus(&[g]),
+            (FaultKind::FellOffBus, FaultTarget::Gpu(g)) => {
+                let node = &self.raw.gpus[g].node;
+                let gpus: Vec<usize> = (0..self.gpus.len())
+                    .filter(|&x| &self.raw.gpus[x].node == node)
+                    .collect();
+                on_gpus(&gpus)
+            }
+            (k, t) => panic!("invariant: {} faults do not target {t:?}", k.name()),
+        }
     }
 
     /// Index of the model of kind `kind` (`asr`, `llm`, `tts`), if one is deployed.

@@ -6,7 +6,9 @@
 //! - [`hardware`]: the GPU catalogue (data), MIG profiles, placement rules, partitions.
 //! - [`sharing`]: how contexts share a partition (round-robin time-slicing, in bulk).
 //! - [`profile`]: model kernel profiles and [`profile::exec_time`], where work meets hardware.
-//! - [`serving`]: serving engines (LLM continuous batching).
+//! - [`serving`]: serving engines (LLM continuous batching with a KV cache, dynamic batching,
+//!   routing).
+//! - [`faults`]: fault kinds, their rates and recovery, and what they take down.
 //! - [`workload`]: users, arrivals, answer shapes.
 //! - [`pipeline`]: the voice pipeline simulated end to end.
 //! - [`metrics`], [`report`]: what a run measured, and its table, JSON and CSV.
@@ -18,6 +20,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod experiment;
+pub mod faults;
 pub mod hardware;
 pub mod metrics;
 pub mod pipeline;

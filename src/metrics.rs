@@ -219,6 +219,81 @@ pub struct KvReport {
     pub preemptions: u64,
 }
 
+/// What faults did to a run (only reported when the experiment has `[faults]`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FaultReport {
+    /// Requests failed because their replica went down and no retry was left or possible.
+    pub lost_to_faults: u64,
+    /// Retries the gateway made.
+    pub retried: u64,
+    /// Requests refused because every replica of a stage they reached was down.
+    pub unavailable: u64,
+    /// Mean time from a fault until every replica it took down was back, seconds (over the
+    /// faults that recovered within the run; `null` if none did).
+    pub mean_time_to_recover_s: Option<f64>,
+    /// Per model: the fraction of the run it could serve.
+    pub availability: Vec<ModelAvailability>,
+    /// Every fault, in order.
+    pub events: Vec<FaultRecord>,
+}
+
+/// How available one model was.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModelAvailability {
+    /// Model.
+    pub model: String,
+    /// Fraction of the run with at least one replica up.
+    pub any_replica_up: f64,
+    /// Mean over its replicas of the fraction of the run each was up.
+    pub replicas_up: f64,
+}
+
+/// One fault.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FaultRecord {
+    /// When, seconds.
+    pub at_s: f64,
+    /// Kind (`app-crash`, ...).
+    pub kind: String,
+    /// What it struck: `model#replica` or a GPU id.
+    pub target: String,
+    /// Replicas it took down, as `model@gpu`.
+    pub replicas_down: Vec<String>,
+    /// When the last of them was back, seconds (`null` if still down at the end).
+    pub recovered_at_s: Option<f64>,
+    /// Requests it failed.
+    pub failed: u64,
+    /// Requests retried elsewhere.
+    pub retried: u64,
+}
+
+/// Total length of the times covered by every one of the interval lists (each sorted and
+/// non-overlapping, `[from, to)`): e.g. the time all replicas of a model were down at once.
+pub fn all_covered_ns(lists: &[Vec<(u64, u64)>]) -> u64 {
+    let Some((first, rest)) = lists.split_first() else {
+        return 0;
+    };
+    let mut acc = first.clone();
+    for l in rest {
+        let mut out = Vec::new();
+        let (mut i, mut j) = (0, 0);
+        while i < acc.len() && j < l.len() {
+            let lo = acc[i].0.max(l[j].0);
+            let hi = acc[i].1.min(l[j].1);
+            if lo < hi {
+                out.push((lo, hi));
+            }
+            if acc[i].1 < l[j].1 {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        acc = out;
+    }
+    acc.iter().map(|(a, b)| b - a).sum()
+}
+
 /// Request accounting: every request started ends in exactly one of these.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
@@ -232,6 +307,12 @@ pub struct Counts {
     pub out_of_memory: u64,
     /// Of the failed: longer than the LLM replica's whole KV cache (refused on arrival).
     pub rejected: u64,
+    /// Of the failed: their replica went down (fault) and no retry was left or possible.
+    pub lost_to_faults: u64,
+    /// Retries the gateway made after faults (a request may be retried more than once).
+    pub retried: u64,
+    /// Of the failed: refused on arrival at a stage whose replicas were all down.
+    pub unavailable: u64,
     /// Cancelled because their user left (not recorded in latencies or throughput).
     pub cancelled: u64,
 }
@@ -239,6 +320,16 @@ pub struct Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_all_replicas_are_down_is_the_intersection() {
+        let a = vec![(0, 10), (20, 30)];
+        let b = vec![(5, 25)];
+        assert_eq!(all_covered_ns(&[a.clone(), b.clone()]), 5 + 5);
+        assert_eq!(all_covered_ns(&[a]), 20);
+        assert_eq!(all_covered_ns(&[b, vec![]]), 0);
+        assert_eq!(all_covered_ns(&[]), 0);
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

@@ -7,8 +7,12 @@ use serde::Serialize;
 
 use crate::config::write_atomic_all;
 use crate::error::InputError;
+use crate::experiment::FaultTarget;
 use crate::experiment::{Experiment, RawExperiment};
-use crate::metrics::{Counts, KvReport, PartitionUsage, ReplicaUsage, STAGES, StageLatencies};
+use crate::metrics::{
+    Counts, FaultRecord, FaultReport, KvReport, ModelAvailability, PartitionUsage, ReplicaUsage,
+    STAGES, StageLatencies, all_covered_ns,
+};
 use crate::pipeline::{RunResult, Simulation};
 use crate::serving::KvPolicy;
 
@@ -58,6 +62,12 @@ pub struct RunSummary {
     pub partitions: Vec<PartitionUsage>,
     /// What each replica did (routing, batching, KV cache).
     pub replicas: Vec<ReplicaUsage>,
+    /// Completed requests within the SLO per second (only with `[slo]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub goodput_rps: Option<f64>,
+    /// What faults did (only with `[faults]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub faults: Option<FaultReport>,
     /// Events the engine processed.
     pub events: u64,
     /// The resolved experiment, as run.
@@ -170,8 +180,83 @@ pub fn summarise(exp: &Experiment, r: &RunResult) -> RunSummary {
         output_tokens_per_s: r.output_tokens as f64 / r.duration_s,
         partitions,
         replicas,
+        goodput_rps: exp.raw.slo.as_ref().map(|_| r.good as f64 / r.duration_s),
+        faults: exp.raw.faults.as_ref().map(|_| fault_report(exp, r)),
         events: r.events,
         experiment: exp.raw.clone(),
+    }
+}
+
+/// What faults did to the run.
+fn fault_report(exp: &Experiment, r: &RunResult) -> FaultReport {
+    let total_ns = r.duration_s * 1e9;
+    let label = |x: usize| {
+        let spec = &exp.replicas[x];
+        format!(
+            "{}@{}",
+            exp.models[spec.model].name, exp.raw.gpus[exp.partitions[spec.partition].gpu].id
+        )
+    };
+    let availability = exp
+        .deployments
+        .iter()
+        .enumerate()
+        .map(|(mi, d)| {
+            let downs: Vec<Vec<(u64, u64)>> = d
+                .replicas
+                .iter()
+                .map(|&x| r.replicas[x].down.clone())
+                .collect();
+            let up = |l: &Vec<(u64, u64)>| {
+                1.0 - l.iter().map(|(a, b)| b - a).sum::<u64>() as f64 / total_ns
+            };
+            ModelAvailability {
+                model: exp.models[mi].name.clone(),
+                any_replica_up: 1.0 - all_covered_ns(&downs) as f64 / total_ns,
+                replicas_up: downs.iter().map(up).sum::<f64>() / downs.len() as f64,
+            }
+        })
+        .collect();
+    let events: Vec<FaultRecord> = r
+        .faults
+        .iter()
+        .map(|f| {
+            let src = &exp.fault_sources[f.source];
+            let target = match src.target {
+                FaultTarget::Replica(x) => {
+                    let spec = &exp.replicas[x];
+                    let local = exp.deployments[spec.model]
+                        .replicas
+                        .iter()
+                        .position(|&g| g == x)
+                        .unwrap_or(0);
+                    format!("{}#{local}", exp.models[spec.model].name)
+                }
+                FaultTarget::Gpu(g) => exp.raw.gpus[g].id.clone(),
+            };
+            FaultRecord {
+                at_s: f.at_ns as f64 / 1e9,
+                kind: src.kind.name().to_string(),
+                target,
+                replicas_down: f.replicas.iter().map(|&x| label(x)).collect(),
+                recovered_at_s: f.recovered_ns.map(|t| t as f64 / 1e9),
+                failed: f.failed,
+                retried: f.retried,
+            }
+        })
+        .collect();
+    let recovered: Vec<f64> = events
+        .iter()
+        .filter_map(|e| e.recovered_at_s.map(|t| t - e.at_s))
+        .collect();
+    FaultReport {
+        lost_to_faults: r.counts.lost_to_faults,
+        retried: r.counts.retried,
+        unavailable: r.counts.unavailable,
+        mean_time_to_recover_s: (!recovered.is_empty())
+            .then(|| recovered.iter().sum::<f64>() / recovered.len() as f64),
+        availability,
+        events,
     }
 }
 
@@ -301,6 +386,32 @@ pub fn table(runs: &[RunSummary]) -> String {
             reps.join("  ")
         );
     }
+    if runs.iter().any(|r| r.faults.is_some()) {
+        let _ = writeln!(
+            s,
+            "\nfaults: count, requests lost in flight / retried / refused while down, mean time to recover, availability per model (any replica up)"
+        );
+        for r in runs {
+            let Some(f) = &r.faults else { continue };
+            let avail: Vec<String> = f
+                .availability
+                .iter()
+                .map(|a| format!("{} {:.2}%", a.model, a.any_replica_up * 100.0))
+                .collect();
+            let _ = writeln!(
+                s,
+                "{:<24} {:>3}  {}/{}/{}  {}  {}",
+                r.name,
+                f.events.len(),
+                f.lost_to_faults,
+                f.retried,
+                f.unavailable,
+                f.mean_time_to_recover_s
+                    .map_or("-".into(), |t| format!("{t:.0} s")),
+                avail.join("  ")
+            );
+        }
+    }
     s
 }
 
@@ -347,8 +458,11 @@ pub fn runs_csv(runs: &[RunSummary]) -> String {
         "cancelled",
         "out_of_memory",
         "rejected",
+        "lost_to_faults",
+        "retried",
         "llm_mean_batch",
         "output_tokens_per_s",
+        "goodput_rps",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -376,8 +490,15 @@ pub fn runs_csv(runs: &[RunSummary]) -> String {
             r.cancelled.to_string(),
             r.out_of_memory.to_string(),
             r.rejected.to_string(),
+            r.faults
+                .as_ref()
+                .map_or(String::new(), |f| f.lost_to_faults.to_string()),
+            r.faults
+                .as_ref()
+                .map_or(String::new(), |f| f.retried.to_string()),
             r.llm_mean_batch.to_string(),
             r.output_tokens_per_s.to_string(),
+            r.goodput_rps.map_or(String::new(), |g| g.to_string()),
         ];
         for st in STAGES {
             let l = r.latency_ms.get(st);

@@ -31,6 +31,7 @@ pub enum RoutingPolicy {
 pub struct Router {
     policy: RoutingPolicy,
     outstanding: Vec<u32>,
+    up: Vec<bool>,
     cursor: usize,
 }
 
@@ -41,42 +42,61 @@ impl Router {
         Router {
             policy,
             outstanding: vec![0; replicas],
+            up: vec![true; replicas],
             cursor: 0,
         }
     }
 
-    /// Choose a replica (an index into this model's replicas) and count the request as
-    /// outstanding on it until [`Router::done`].
-    pub fn pick(&mut self, rng: &mut ChaCha8Rng) -> usize {
+    /// Choose a replica that is up (an index into this model's replicas) and count the
+    /// request as outstanding on it until [`Router::done`]; `None` when every replica is down.
+    pub fn pick(&mut self, rng: &mut ChaCha8Rng) -> Option<usize> {
         let n = self.outstanding.len();
+        let up = |i: &usize| self.up[*i];
         let i = match self.policy {
             RoutingPolicy::RoundRobin => {
-                let i = self.cursor % n;
-                self.cursor = (self.cursor + 1) % n;
+                let i = (0..n).map(|k| (self.cursor + k) % n).find(up)?;
+                self.cursor = (i + 1) % n;
                 i
             }
             RoutingPolicy::LeastOutstanding => {
                 let start = self.cursor % n;
                 let i = (0..n)
                     .map(|k| (start + k) % n)
-                    .min_by_key(|&i| self.outstanding[i])
-                    .expect("invariant: n > 0");
+                    .filter(up)
+                    .min_by_key(|&i| self.outstanding[i])?;
                 self.cursor = (i + 1) % n;
                 i
             }
-            RoutingPolicy::PowerOfTwo if n == 1 => 0,
             RoutingPolicy::PowerOfTwo => {
-                let a = rng.random_range(0..n);
-                let b = (a + rng.random_range(1..n)) % n;
-                if self.outstanding[b] < self.outstanding[a] {
-                    b
-                } else {
-                    a
+                let live: Vec<usize> = (0..n).filter(up).collect();
+                match live.len() {
+                    0 => return None,
+                    1 => live[0],
+                    m => {
+                        let a = rng.random_range(0..m);
+                        let b = (a + rng.random_range(1..m)) % m;
+                        let (a, b) = (live[a], live[b]);
+                        if self.outstanding[b] < self.outstanding[a] {
+                            b
+                        } else {
+                            a
+                        }
+                    }
                 }
             }
         };
         self.outstanding[i] += 1;
-        i
+        Some(i)
+    }
+
+    /// Mark replica `i` up (serving) or down (crashed, restarting): down replicas get nothing.
+    pub fn set_up(&mut self, i: usize, up: bool) {
+        self.up[i] = up;
+    }
+
+    /// Whether replica `i` is up.
+    pub fn is_up(&self, i: usize) -> bool {
+        self.up[i]
     }
 
     /// A request routed to replica `i` is over there.
@@ -101,7 +121,7 @@ mod tests {
     fn round_robin_takes_turns_whatever_the_load() {
         let mut r = Router::new(RoutingPolicy::RoundRobin, 3);
         let mut rng = Streams::new(1).stream("routing");
-        let picks: Vec<usize> = (0..7).map(|_| r.pick(&mut rng)).collect();
+        let picks: Vec<usize> = (0..7).map(|_| r.pick(&mut rng).unwrap()).collect();
         assert_eq!(picks, vec![0, 1, 2, 0, 1, 2, 0]);
     }
 
@@ -109,14 +129,14 @@ mod tests {
     fn least_outstanding_fills_the_idle_replica_first() {
         let mut r = Router::new(RoutingPolicy::LeastOutstanding, 3);
         let mut rng = Streams::new(1).stream("routing");
-        assert_eq!(r.pick(&mut rng), 0);
-        assert_eq!(r.pick(&mut rng), 1);
-        assert_eq!(r.pick(&mut rng), 2);
+        assert_eq!(r.pick(&mut rng).unwrap(), 0);
+        assert_eq!(r.pick(&mut rng).unwrap(), 1);
+        assert_eq!(r.pick(&mut rng).unwrap(), 2);
         r.done(1);
         r.done(1 - 1);
         // Replicas 0 and 1 are idle; the tie goes on round-robin from the last pick.
-        assert_eq!(r.pick(&mut rng), 0);
-        assert_eq!(r.pick(&mut rng), 1);
+        assert_eq!(r.pick(&mut rng).unwrap(), 0);
+        assert_eq!(r.pick(&mut rng).unwrap(), 1);
         assert_eq!(r.outstanding(), &[1, 1, 1]);
     }
 
@@ -128,7 +148,7 @@ mod tests {
         r.outstanding = vec![0, 0, 0, 100];
         let mut counts = [0u32; 4];
         for _ in 0..3000 {
-            let i = r.pick(&mut rng);
+            let i = r.pick(&mut rng).unwrap();
             counts[i] += 1;
             r.done(i);
         }
@@ -136,6 +156,25 @@ mod tests {
         // The other three share evenly (each ~1000; 5 sigma ~ 130).
         for c in &counts[..3] {
             assert!((870..=1130).contains(c), "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn every_policy_routes_around_replicas_that_are_down() {
+        for policy in [
+            RoutingPolicy::RoundRobin,
+            RoutingPolicy::LeastOutstanding,
+            RoutingPolicy::PowerOfTwo,
+        ] {
+            let mut r = Router::new(policy, 3);
+            let mut rng = Streams::new(5).stream("routing");
+            r.set_up(1, false);
+            for _ in 0..100 {
+                assert_ne!(r.pick(&mut rng), Some(1), "{policy:?}");
+            }
+            r.set_up(0, false);
+            r.set_up(2, false);
+            assert_eq!(r.pick(&mut rng), None);
         }
     }
 
@@ -151,7 +190,7 @@ mod tests {
             let mut r = Router::new(policy, 5);
             let mut rng = Streams::new(3).stream("routing");
             for _ in 0..1000 {
-                r.pick(&mut rng);
+                r.pick(&mut rng).unwrap();
             }
             let o = r.outstanding();
             let (lo, hi) = (o.iter().min().unwrap(), o.iter().max().unwrap());

@@ -286,6 +286,46 @@ impl TimeSlicer {
         }
     }
 
+    /// At `t`, drop every job of `ctx`, the running one included (its process died); the
+    /// GPU moves on to the next context with work. Returns the number of jobs dropped.
+    pub fn clear(&mut self, t: SimTime, ctx: CtxId) -> usize {
+        self.advance(t);
+        let n = self.queues[ctx].len();
+        if n == 0 {
+            return 0;
+        }
+        self.queues[ctx].clear();
+        let s = &mut self.sched;
+        let pos = s
+            .ring
+            .iter()
+            .position(|x| x.ctx == ctx)
+            .expect("invariant: a context with jobs is in the rotation");
+        s.ring.remove(pos);
+        if s.loaded == Some(ctx) {
+            s.loaded = None;
+        }
+        if s.ring.is_empty() {
+            s.phase = Phase::Idle;
+            s.cur = 0;
+        } else if pos < s.cur {
+            s.cur -= 1;
+        } else if pos == s.cur {
+            s.cur %= s.ring.len();
+            s.phase = if s.switch_ns > 0 {
+                Phase::Switching {
+                    left_ns: s.switch_ns,
+                }
+            } else {
+                s.loaded = Some(s.ring[s.cur].ctx);
+                Phase::Running {
+                    slice_left_ns: s.quantum_ns,
+                }
+            };
+        }
+        n
+    }
+
     /// At `t` (= [`Self::next_completion`]), the job that finishes: `(ctx, token)`. Work
     /// submitted to that context before [`Self::complete`] queues behind it, so the context
     /// keeps its quantum: a server that hands the GPU its next batch at the same instant does
@@ -365,6 +405,21 @@ impl TimeSlicer {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn clearing_a_context_drops_its_jobs_and_hands_the_gpu_on() {
+        let mut ts = TimeSlicer::new(1000, 100);
+        let (a, b) = (ts.add_context(), ts.add_context());
+        ts.submit(SimTime(0), a, 1, 10_000);
+        ts.submit(SimTime(0), a, 2, 10_000);
+        ts.submit(SimTime(0), b, 3, 500);
+        assert_eq!(ts.clear(SimTime(300), a), 2);
+        assert_eq!(ts.clear(SimTime(300), a), 0);
+        // b loads (100 ns switch) and runs its 500 ns alone.
+        assert_eq!(ts.next_completion(), Some(SimTime(900)));
+        assert_eq!(ts.complete(SimTime(900)), (b, 3));
+        assert_eq!(ts.next_completion(), None);
+    }
 
     const Q: u64 = 1_024_000;
     const C: u64 = 50_000;

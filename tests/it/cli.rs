@@ -757,3 +757,24 @@ fn every_subcommand_answers_help() {
         assert!(o.stdout.contains(mention), "{args:?}:\n{}", o.stdout);
     }
 }
+
+#[test]
+fn faults_with_bad_numbers_or_names_are_refused_with_the_field() {
+    let base = valid_experiment();
+    run_bad(
+        &format!("{base}\n[faults.recovery]\npod_restart_s = 0\n"),
+        &["faults.recovery.pod_restart_s", "> 0"],
+    );
+    run_bad(
+        &format!("{base}\n[[faults.random]]\nkind = \"app-crash\"\nmtbf_h = -5\n"),
+        &["faults.random[0].mtbf_h"],
+    );
+    run_bad(
+        &format!("{base}\n[[faults.inject]]\nat_s = 1.0\nkind = \"app-crash\"\nmodel = \"nope\"\n"),
+        &["faults.inject[0].model", "\"nope\"", "parakeet-1.1b"],
+    );
+    run_bad(
+        &format!("{base}\n[[faults.inject]]\nat_s = 1.0\nkind = \"meteor\"\ngpu = \"gpu0\"\n"),
+        &["kind", "meteor", "app-crash"],
+    );
+}

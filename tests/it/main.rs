@@ -2,6 +2,7 @@
 
 mod arrivals;
 mod cli;
+mod faults;
 mod invariants;
 mod seed;
 mod serving;

@@ -22,7 +22,9 @@ use crate::serving::batcher::Decision;
 use crate::serving::llm::KvUsage;
 use crate::serving::{Batcher, KvPolicy, LlmEngine, Router};
 use crate::sharing::TimeSlicer;
-use crate::workload::{Answer, Arrival, WorkloadSpec, chunks_for, user_window};
+
+mod recovery;
+use crate::workload::{Answer, Arrival, WorkloadSpec, chunks_for, poisson_gap_s, user_window};
 
 /// Events of the pipeline model. Classes order same-instant events (see [`EventClass`]).
 #[derive(Clone, Copy, Debug)]
@@ -38,11 +40,27 @@ pub enum Event {
     LlmStep {
         /// Replica index.
         replica: u32,
+        /// The replica's life this was scheduled in (stale after a crash).
+        epoch: u32,
     },
     /// A batching replica's oldest request has waited its maximum queue delay.
     BatchTimer {
         /// Replica index.
         replica: u32,
+        /// The replica's life this was scheduled in (stale after a crash).
+        epoch: u32,
+    },
+    /// Fault source `source` strikes.
+    Fault {
+        /// Index into `Experiment::fault_sources`.
+        source: u32,
+    },
+    /// A crashed replica is back (stale if it crashed again meanwhile).
+    Recover {
+        /// Replica index.
+        replica: u32,
+        /// The life that ends with this recovery.
+        epoch: u32,
     },
     /// The user streaming request `req` sends audio chunk `idx`.
     Chunk {
@@ -50,6 +68,8 @@ pub enum Event {
         req: u32,
         /// Chunk index.
         idx: u32,
+        /// Which attempt of the stream (a retried stream starts again at chunk 0).
+        attempt: u32,
     },
     /// A closed-loop user joins.
     UserJoin {
@@ -80,7 +100,10 @@ impl EventClass for Event {
         match self {
             // Work that finishes at an instant is visible to everything else at that instant.
             Event::DeviceDone { .. } => 0,
-            Event::LlmStep { .. } | Event::BatchTimer { .. } => 1,
+            Event::LlmStep { .. }
+            | Event::BatchTimer { .. }
+            | Event::Fault { .. }
+            | Event::Recover { .. } => 1,
             Event::Chunk { .. } => 2,
             // A user leaving at the instant it would start a request starts none.
             Event::UserLeave { .. } => 3,
@@ -127,6 +150,12 @@ struct Request {
     first_audio_at: Option<SimTime>,
     tts_ms: Vec<f64>,
     itl_ms: Vec<f64>,
+    /// ASR stream attempt (retries restart the stream).
+    attempt: u32,
+    /// Tokens the client has received (a retried generation resumes after these).
+    delivered: u32,
+    /// Retries used.
+    retries: u32,
 }
 
 struct User {
@@ -156,6 +185,13 @@ struct Replica {
     kv_block_bytes: u64,
     /// KV blocks held the last time the partition's dynamic memory was updated.
     kv_blocks_seen: u64,
+    /// Serving (else crashed and restarting); `epoch` counts its crashes.
+    up: bool,
+    epoch: u32,
+    /// Down intervals `[from, to)` in ns; the last is open (`to` = `u64::MAX`) while down.
+    down: Vec<(u64, u64)>,
+    /// The fault that took it down, until it is back.
+    fault: Option<usize>,
 }
 
 /// What one replica did, as the run saw it.
@@ -169,6 +205,25 @@ pub struct ReplicaResult {
     pub batch_items: u64,
     /// KV cache use (LLMs).
     pub kv: Option<KvUsage>,
+    /// Intervals spent down (crashed, restarting), `[from, to)` ns, within the run.
+    pub down: Vec<(u64, u64)>,
+}
+
+/// One fault as it happened.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultEvent {
+    /// When, ns.
+    pub at_ns: u64,
+    /// Index into `Experiment::fault_sources`.
+    pub source: usize,
+    /// Replicas it took down.
+    pub replicas: Vec<usize>,
+    /// When the last of them was back, ns (`None` if still down at the end).
+    pub recovered_ns: Option<u64>,
+    /// Requests it failed, and requests the gateway retried elsewhere.
+    pub failed: u64,
+    /// See `failed`.
+    pub retried: u64,
 }
 
 /// The outcome of one run.
@@ -190,6 +245,10 @@ pub struct RunResult {
     pub replicas: Vec<ReplicaResult>,
     /// Tokens generated for completed requests.
     pub output_tokens: u64,
+    /// Completed requests within the SLO's request latency (0 without an SLO).
+    pub good: u64,
+    /// Faults, in order.
+    pub faults: Vec<FaultEvent>,
     /// Events processed.
     pub events: u64,
 }
@@ -221,6 +280,9 @@ pub struct Simulation<'a> {
     timeout_ns: u64,
     /// When the last request completed or failed (an open loop's run ends there).
     last_outcome: SimTime,
+    faults_rng: ChaCha8Rng,
+    faults: Vec<FaultEvent>,
+    good: u64,
     /// Open-loop arrivals, and the next one (scheduled as `Event::Arrival`).
     source: Option<ArrivalSource>,
     next_arrival: Option<Arrival>,
@@ -276,6 +338,10 @@ impl<'a> Simulation<'a> {
                 routed: 0,
                 kv_block_bytes: r.kv_block_bytes,
                 kv_blocks_seen: 0,
+                up: true,
+                epoch: 0,
+                down: Vec::new(),
+                fault: None,
             });
         }
         let duration = SimTime::from_secs_f64(exp.duration_s);
@@ -295,6 +361,9 @@ impl<'a> Simulation<'a> {
             answers_rng: streams.stream("answers"),
             arrivals_rng: streams.stream("arrivals"),
             routing_rng: streams.stream("routing"),
+            faults_rng: streams.stream("faults"),
+            faults: Vec::new(),
+            good: 0,
             counts: Counts::default(),
             samples: StageSamples::default(),
             output_tokens: 0,
@@ -325,6 +394,15 @@ impl<'a> Simulation<'a> {
                 }
             }
             _ => self.schedule_next_arrival(),
+        }
+        for (i, f) in self.exp.fault_sources.iter().enumerate() {
+            let at = match f.rate_per_s {
+                Some(rate) => SimTime::from_secs_f64(poisson_gap_s(rate, &mut self.faults_rng)),
+                None => SimTime::from_secs_f64(f.at_s),
+            };
+            if at < self.end {
+                self.engine.schedule(at, Event::Fault { source: i as u32 });
+            }
         }
         let closed = matches!(self.exp.raw.workload, WorkloadSpec::ClosedLoop(_));
         while let Some((now, ev)) = self.engine.pop() {
@@ -362,6 +440,12 @@ impl<'a> Simulation<'a> {
                 batches: r.batches,
                 batch_items: r.batch_items,
                 kv: r.llm.as_mut().map(|e| e.usage(end.0)),
+                down: r
+                    .down
+                    .iter()
+                    .map(|&(a, b)| (a.min(end.0), b.min(end.0)))
+                    .filter(|(a, b)| a < b)
+                    .collect(),
             })
             .collect();
         RunResult {
@@ -373,6 +457,8 @@ impl<'a> Simulation<'a> {
             peak_memory_bytes: self.peak_bytes,
             replicas,
             output_tokens: self.output_tokens,
+            good: self.good,
+            faults: self.faults,
             events: self.engine.processed(),
         }
     }
@@ -409,9 +495,16 @@ impl<'a> Simulation<'a> {
                     Stage::Llm => self.llm_iteration_done(now, replica),
                 }
             }
-            Event::LlmStep { replica } => self.llm_submit(now, replica as usize),
-            Event::BatchTimer { replica } => {
+            Event::LlmStep { replica, epoch } => {
+                if self.replicas[replica as usize].epoch == epoch {
+                    self.llm_submit(now, replica as usize);
+                }
+            }
+            Event::BatchTimer { replica, epoch } => {
                 let r = replica as usize;
+                if self.replicas[r].epoch != epoch {
+                    return;
+                }
                 let d = self.replicas[r]
                     .batcher
                     .as_mut()
@@ -419,7 +512,9 @@ impl<'a> Simulation<'a> {
                     .timer(now.0);
                 self.apply(now, r, d);
             }
-            Event::Chunk { req, idx } => self.chunk(now, req, idx),
+            Event::Chunk { req, idx, attempt } => self.chunk(now, req, idx, attempt),
+            Event::Fault { source } => self.fault(now, source as usize),
+            Event::Recover { replica, epoch } => self.recover(now, replica as usize, epoch),
             Event::UserJoin { user } => {
                 self.users[user as usize].active = true;
                 self.start_request(now, Some(user), None);
@@ -467,16 +562,17 @@ impl<'a> Simulation<'a> {
     }
 
     /// Route `req` into `stage`: pick a replica and count it outstanding there.
-    fn route(&mut self, req: u32, stage: Stage) -> usize {
+    /// `None` when every replica of the stage is down (the gateway answers 503).
+    fn route(&mut self, req: u32, stage: Stage) -> Option<usize> {
         let s = stage as usize;
         let router = self.routers[s]
             .as_mut()
             .expect("invariant: routing into a deployed stage");
-        let local = router.pick(&mut self.routing_rng);
+        let local = router.pick(&mut self.routing_rng)?;
         let global = self.stage_replicas[s][local];
         self.replicas[global].routed += 1;
         self.requests[req as usize].routed[s] = Some(global as u32);
-        global
+        Some(global)
     }
 
     /// `req` is done with `stage`: no longer outstanding on its replica.
@@ -541,6 +637,9 @@ impl<'a> Simulation<'a> {
             first_audio_at: None,
             tts_ms: Vec::new(),
             itl_ms: Vec::new(),
+            attempt: 0,
+            delivered: 0,
+            retries: 0,
         });
         if let Some(u) = user {
             self.users[u as usize].request = Some(id);
@@ -549,17 +648,36 @@ impl<'a> Simulation<'a> {
         self.engine
             .schedule(now.plus(self.timeout_ns), Event::Timeout { req: id });
         if self.routers[Stage::Asr as usize].is_some() {
-            self.route(id, Stage::Asr);
-            self.engine.schedule(now, Event::Chunk { req: id, idx: 0 });
+            self.asr_enter(now, id);
         } else {
             self.llm_enter(now, id);
         }
     }
 
-    fn chunk(&mut self, now: SimTime, req: u32, idx: u32) {
+    /// Open the audio stream on an ASR replica (again, after a retry).
+    fn asr_enter(&mut self, now: SimTime, req: u32) {
+        if self.route(req, Stage::Asr).is_none() {
+            self.counts.unavailable += 1;
+            self.fail(now, req);
+            return;
+        }
+        let r = &mut self.requests[req as usize];
+        r.chunks_done = 0;
+        let attempt = r.attempt;
+        self.engine.schedule(
+            now,
+            Event::Chunk {
+                req,
+                idx: 0,
+                attempt,
+            },
+        );
+    }
+
+    fn chunk(&mut self, now: SimTime, req: u32, idx: u32, attempt: u32) {
         let r = &self.requests[req as usize];
-        if r.status != Status::Active {
-            return; // the client stopped streaming
+        if r.status != Status::Active || r.attempt != attempt {
+            return; // the client stopped streaming, or restarted the stream elsewhere
         }
         let replica = r.routed[Stage::Asr as usize].expect("invariant: routed to asr") as usize;
         let chunks = r.chunks;
@@ -578,8 +696,14 @@ impl<'a> Simulation<'a> {
                     .expect("invariant: asr has audio")
                     .chunk_interval_ms,
             );
-            self.engine
-                .schedule(now.plus(interval.0), Event::Chunk { req, idx: idx + 1 });
+            self.engine.schedule(
+                now.plus(interval.0),
+                Event::Chunk {
+                    req,
+                    idx: idx + 1,
+                    attempt,
+                },
+            );
         }
     }
 
@@ -591,6 +715,7 @@ impl<'a> Simulation<'a> {
                 SimTime(at),
                 Event::BatchTimer {
                     replica: replica as u32,
+                    epoch: self.replicas[replica].epoch,
                 },
             ),
             Decision::Dispatch(items) => {
@@ -667,7 +792,11 @@ impl<'a> Simulation<'a> {
 
     /// The prompt is ready: queue it at an LLM replica.
     fn llm_enter(&mut self, now: SimTime, req: u32) {
-        let replica = self.route(req, Stage::Llm);
+        let Some(replica) = self.route(req, Stage::Llm) else {
+            self.counts.unavailable += 1;
+            self.fail(now, req);
+            return;
+        };
         let r = &self.requests[req as usize];
         let (prompt, out) = (r.answer.prompt_tokens, r.answer.output_tokens());
         let engine = self.replicas[replica]
@@ -694,6 +823,7 @@ impl<'a> Simulation<'a> {
             now.plus(overhead.0),
             Event::LlmStep {
                 replica: replica as u32,
+                epoch: self.replicas[replica].epoch,
             },
         );
     }
@@ -787,9 +917,10 @@ impl<'a> Simulation<'a> {
     fn on_token(&mut self, now: SimTime, req: u32, generated: u32) {
         let has_tts = self.routers[Stage::Tts as usize].is_some();
         let r = &mut self.requests[req as usize];
-        if r.status != Status::Active {
-            return;
+        if r.status != Status::Active || generated <= r.delivered {
+            return; // a retried generation catching up with what the client already has
         }
+        r.delivered = generated;
         if generated == 1 {
             r.first_token_at = now;
         } else {
@@ -822,7 +953,14 @@ impl<'a> Simulation<'a> {
         // The session keeps one TTS replica (one voice) for all its sentences.
         let replica = match r.routed[Stage::Tts as usize] {
             Some(g) => g as usize,
-            None => self.route(req, Stage::Tts),
+            None => match self.route(req, Stage::Tts) {
+                Some(g) => g,
+                None => {
+                    self.counts.unavailable += 1;
+                    self.fail(now, req);
+                    return;
+                }
+            },
         };
         let r = &mut self.requests[req as usize];
         r.tts_busy = true;
@@ -856,6 +994,11 @@ impl<'a> Simulation<'a> {
         self.counts.completed += 1;
         self.last_outcome = now;
         self.output_tokens += u64::from(self.requests[req as usize].answer.output_tokens());
+        if let Some(slo) = &self.exp.raw.slo
+            && now.since(self.requests[req as usize].start) as f64 <= slo.request_ms * 1e6
+        {
+            self.good += 1;
+        }
         self.release_all(req);
         self.record(now, req);
         self.request_over(now, req);
