@@ -156,6 +156,10 @@ pub struct FaultsSpec {
     /// (on another replica, from the start of the failed stage).
     #[serde(default)]
     pub retries: u32,
+    /// Whether an LLM whose on-demand KV allocation fails exits (an `oom` fault of that
+    /// replica) instead of failing just the request that asked for memory.
+    #[serde(default)]
+    pub oom_crashes: bool,
     /// Recovery times.
     #[serde(default)]
     pub recovery: Recovery,

@@ -221,8 +221,7 @@ fn fault_report(exp: &Experiment, r: &RunResult) -> FaultReport {
         .faults
         .iter()
         .map(|f| {
-            let src = &exp.fault_sources[f.source];
-            let target = match src.target {
+            let target = match f.target {
                 FaultTarget::Replica(x) => {
                     let spec = &exp.replicas[x];
                     let local = exp.deployments[spec.model]
@@ -236,7 +235,7 @@ fn fault_report(exp: &Experiment, r: &RunResult) -> FaultReport {
             };
             FaultRecord {
                 at_s: f.at_ns as f64 / 1e9,
-                kind: src.kind.name().to_string(),
+                kind: f.kind.name().to_string(),
                 target,
                 replicas_down: f.replicas.iter().map(|&x| label(x)).collect(),
                 recovered_at_s: f.recovered_ns.map(|t| t as f64 / 1e9),

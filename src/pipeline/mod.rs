@@ -15,6 +15,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::arrivals::ArrivalSource;
 use crate::engine::{Engine, EventClass, SimTime, Streams};
 use crate::experiment::Experiment;
+use crate::experiment::FaultTarget;
+use crate::faults::FaultKind;
 use crate::hardware::Partition;
 use crate::metrics::{Counts, StageSamples};
 use crate::profile::{Breakdown, Efficiency, ModelKind, TtsProfile, exec_time};
@@ -214,8 +216,10 @@ pub struct ReplicaResult {
 pub struct FaultEvent {
     /// When, ns.
     pub at_ns: u64,
-    /// Index into `Experiment::fault_sources`.
-    pub source: usize,
+    /// Kind.
+    pub kind: FaultKind,
+    /// What it struck.
+    pub target: FaultTarget,
     /// Replicas it took down.
     pub replicas: Vec<usize>,
     /// When the last of them was back, ns (`None` if still down at the end).
@@ -874,6 +878,13 @@ impl<'a> Simulation<'a> {
         for &req in &plan.out_of_memory {
             self.counts.out_of_memory += 1;
             self.fail(now, req);
+        }
+        if !plan.out_of_memory.is_empty()
+            && self.exp.raw.faults.as_ref().is_some_and(|f| f.oom_crashes)
+        {
+            // The framework does not survive the failed allocation: the process exits.
+            self.strike(now, FaultKind::Oom, FaultTarget::Replica(replica));
+            return;
         }
         if plan.seqs == 0 {
             if self.replicas[replica]

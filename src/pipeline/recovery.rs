@@ -4,6 +4,8 @@
 
 use super::{Event, Simulation, Stage, Status};
 use crate::engine::SimTime;
+use crate::experiment::FaultTarget;
+use crate::faults::FaultKind;
 use crate::pipeline::FaultEvent;
 use crate::serving::{Batcher, LlmEngine};
 use crate::workload::poisson_gap_s;
@@ -25,18 +27,25 @@ impl Simulation<'_> {
                 );
             }
         }
+        self.strike(now, src.kind, src.target);
+    }
+
+    /// A fault of `kind` strikes `target` at `now`.
+    pub(super) fn strike(&mut self, now: SimTime, kind: FaultKind, target: FaultTarget) {
+        let exp = self.exp;
         let recovery = &exp
             .raw
             .faults
             .as_ref()
-            .expect("invariant: fault sources come from [faults]")
+            .expect("invariant: faults come from [faults]")
             .recovery;
-        let downtime = SimTime::from_secs_f64(recovery.downtime_s(src.kind)).0;
-        let victims = exp.blast_radius(src.kind, src.target);
+        let downtime = SimTime::from_secs_f64(recovery.downtime_s(kind)).0;
+        let victims = exp.blast_radius(kind, target);
         let idx = self.faults.len();
         self.faults.push(FaultEvent {
             at_ns: now.0,
-            source,
+            kind,
+            target,
             replicas: victims.clone(),
             recovered_ns: None,
             failed: 0,

@@ -259,3 +259,23 @@ fn a_replayed_trace_starts_one_request_per_row_with_the_row_s_attributes() {
         .unwrap();
     assert_eq!((asr.batches as f64 * asr.mean_batch).round() as u64, chunks);
 }
+
+#[test]
+fn an_llm_that_dies_of_a_failed_allocation_takes_its_in_flight_requests_along() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "{TWO_LLMS_TIME_SLICED}engine = {{ kv_cache = \"on-demand\", max_num_seqs = 256 }}\n[faults]\noom_crashes = true\n"
+    );
+    let s = run_experiment(&inline(dir.path(), &body));
+    let f = s.faults.as_ref().unwrap();
+    assert!(!f.events.is_empty());
+    for e in &f.events {
+        // Out of memory ends one process, not the card: only the allocating replica goes.
+        assert_eq!(e.kind, "oom");
+        assert_eq!(e.replicas_down.len(), 1);
+        let took = e.recovered_at_s.unwrap() - e.at_s;
+        assert!((took - 30.0).abs() < 1e-6, "{took}");
+    }
+    assert!(f.lost_to_faults > 0);
+    assert_eq!(s.failed, s.out_of_memory + f.lost_to_faults + f.unavailable);
+}
