@@ -2,6 +2,7 @@
 
 mod cli;
 mod invariants;
+mod mps;
 mod seed;
 mod serving;
 
