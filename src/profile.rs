@@ -82,6 +82,57 @@ pub fn exec_time(w: &Work, p: &Partition, eff: &Efficiency) -> Breakdown {
     }
 }
 
+/// What one phase of work needs, independent of how many SMs or how much bandwidth it gets.
+///
+/// [`Work`] seen through a model's [`Efficiency`] on a partition's SM type, so that a sharing
+/// mode can hand the phase any number of SMs and any bandwidth: with `s` SMs and `b` bytes/s
+/// to itself the phase takes [`Demand::alone_ns`]`(s, b)` =
+/// `max(sm_ns / min(s, sm_demand), bytes / b × 1e9) + launch_ns`, which is
+/// [`exec_time`]'s total when `s` and `b` are the whole partition's.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Demand {
+    /// Compute in SM-nanoseconds: the phase's runtime on one SM at the model's efficiency,
+    /// `flops / (flops_per_sm × compute efficiency) × 1e9`.
+    pub sm_ns: f64,
+    /// Most SMs the kernels can use (their grid width); at least 1.
+    pub sm_demand: f64,
+    /// Bytes moved, scaled to nominal bandwidth: `bytes / memory efficiency`.
+    pub bytes: f64,
+    /// Serial kernel-launch overhead, nanoseconds.
+    pub launch_ns: f64,
+}
+
+impl Demand {
+    /// The demand of `w` on SMs of partition `p`'s type, for a model with efficiency `eff`.
+    pub fn of(w: &Work, p: &Partition, eff: &Efficiency) -> Demand {
+        Demand {
+            sm_ns: w.flops / (p.flops_per_sm_per_s * eff.compute) * 1e9,
+            sm_demand: w.sm_demand.max(1.0),
+            bytes: w.bytes / eff.memory,
+            launch_ns: w.launches * eff.launch_us * 1e3,
+        }
+    }
+
+    /// Runtime in nanoseconds with `sms` SMs (> 0) and `mem_bw_bytes_per_s` (> 0) to itself.
+    pub fn alone_ns(&self, sms: f64, mem_bw_bytes_per_s: f64) -> f64 {
+        let compute_ns = self.sm_ns / sms.min(self.sm_demand);
+        let memory_ns = self.bytes / mem_bw_bytes_per_s * 1e9;
+        compute_ns.max(memory_ns) + self.launch_ns
+    }
+
+    /// `n` back-to-back repetitions as one phase (e.g. a run of identical decoder steps): same
+    /// width, `n` times the compute, bytes and launches. Under any fixed allocation it takes
+    /// exactly as long as the `n` phases in a row.
+    pub fn repeated(self, n: f64) -> Demand {
+        Demand {
+            sm_ns: self.sm_ns * n,
+            sm_demand: self.sm_demand,
+            bytes: self.bytes * n,
+            launch_ns: self.launch_ns * n,
+        }
+    }
+}
+
 /// A kernel group as written in a profile: its work at batch 1, and how it widens with batch.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -332,6 +383,60 @@ mod tests {
         let slice = exec_time(&w, &part(42, 1019.5e9), &EFF);
         let ratio = slice.total_ns / whole.total_ns;
         assert!((ratio - 108.0 / 42.0).abs() < 1e-9, "{ratio}");
+    }
+
+    #[test]
+    fn demand_alone_on_the_whole_partition_is_exec_time() {
+        let p = part(108, 2039e9);
+        let works = [
+            // compute-bound, narrow
+            (5e10, 1e6, 30.0, 10.0),
+            // compute-bound, wider than the GPU
+            (5e11, 1e6, 300.0, 3.0),
+            // memory-bound
+            (1e6, 2e9, 20.0, 0.0),
+            // grid narrower than one SM: exec_time rounds the SMs up to 1
+            (1e9, 1e3, 0.25, 1.0),
+            // no SMs asked for at all, and no work
+            (0.0, 0.0, 0.0, 0.0),
+        ];
+        for (flops, bytes, sm_demand, launches) in works {
+            let w = Work {
+                flops,
+                bytes,
+                sm_demand,
+                launches,
+            };
+            let d = Demand::of(&w, &p, &EFF);
+            let want = exec_time(&w, &p, &EFF).total_ns;
+            let got = d.alone_ns(f64::from(p.sms), p.mem_bw_bytes_per_s);
+            assert!(
+                (got - want).abs() <= 1e-9 * want.max(1.0),
+                "{w:?}: {got} vs {want}"
+            );
+            let ten = d
+                .repeated(10.0)
+                .alone_ns(f64::from(p.sms), p.mem_bw_bytes_per_s);
+            assert!((ten - 10.0 * want).abs() <= 1e-9 * want.max(1.0), "{w:?}");
+        }
+    }
+
+    #[test]
+    fn demand_with_fewer_sms_slows_only_the_compute() {
+        let p = part(108, 2039e9);
+        let w = Work {
+            flops: 5e11,
+            bytes: 1e6,
+            sm_demand: 108.0,
+            launches: 0.0,
+        };
+        let d = Demand::of(&w, &p, &EFF);
+        let half = d.alone_ns(54.0, p.mem_bw_bytes_per_s);
+        let whole = d.alone_ns(108.0, p.mem_bw_bytes_per_s);
+        assert!((half / whole - 2.0).abs() < 1e-12);
+        // The same on a 54-SM partition, through exec_time.
+        let slice = exec_time(&w, &part(54, 2039e9), &EFF).total_ns;
+        assert!((half - slice).abs() <= 1e-9 * slice);
     }
 
     #[test]

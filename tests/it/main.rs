@@ -4,6 +4,7 @@ mod arrivals;
 mod cli;
 mod faults;
 mod invariants;
+mod mps;
 mod seed;
 mod serving;
 
