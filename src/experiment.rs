@@ -48,7 +48,35 @@ pub enum SharingSpec {
         /// Profile names, e.g. `["3g.40gb", "3g.40gb"]`.
         instances: Vec<String>,
     },
+    /// MPS: the replicas' kernels run concurrently through one server context, each client
+    /// capped by its active-thread percentage; no context switches, no bandwidth isolation.
+    Mps {
+        /// Device-plugin `replicas`: how many clients may share the GPU (at most 48).
+        replicas: u32,
+        /// `CUDA_MPS_ACTIVE_THREAD_PERCENTAGE` per client, in placement order; default
+        /// 100 / replicas each, as the device plugin sets it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        active_thread_pct: Vec<f64>,
+        /// Pinned device-memory limit per client: `equal` (the card / replicas, as the device
+        /// plugin sets `CUDA_MPS_PINNED_DEVICE_MEM_LIMIT`) or `none`.
+        #[serde(default)]
+        memory_limit: MpsMemoryLimit,
+    },
 }
+
+/// Per-client memory limit under MPS.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum MpsMemoryLimit {
+    /// Each client may pin the card's memory / replicas.
+    #[default]
+    Equal,
+    /// No limit: clients share the card's memory freely.
+    None,
+}
+
+/// Most MPS clients per GPU (Volta and later MPS, per the MIG user guide).
+pub const MPS_MAX_CLIENTS: u32 = 48;
 
 fn default_slice() -> f64 {
     DEFAULT_TIME_SLICE_US
@@ -263,6 +291,8 @@ pub struct PartitionSpec {
     pub time_slice_ns: u64,
     /// Switch cost, ns.
     pub switch_ns: u64,
+    /// Contexts share it by MPS (concurrently) rather than by time-slicing.
+    pub mps: bool,
 }
 
 /// A replica of a model on a partition.
@@ -280,6 +310,10 @@ pub struct ReplicaSpec {
     pub llm: Option<LlmConfig>,
     /// Bytes of one KV-cache block (LLMs; 0 otherwise).
     pub kv_block_bytes: u64,
+    /// MPS active-thread percentage (100 elsewhere).
+    pub active_thread_pct: f64,
+    /// MPS pinned-memory limit, bytes (`None`: the partition's memory).
+    pub memory_limit_bytes: Option<u64>,
 }
 
 /// A deployment, resolved: its replicas and how requests reach them.
@@ -375,6 +409,7 @@ impl Experiment {
                         resources: spec.full_partition(),
                         time_slice_ns: (DEFAULT_TIME_SLICE_US * 1e3) as u64,
                         switch_ns: 0,
+                        mps: false,
                     });
                     (1, 1)
                 }
@@ -419,6 +454,7 @@ impl Experiment {
                         resources: spec.full_partition(),
                         time_slice_ns: (time_slice_us * 1e3).round().max(1.0) as u64,
                         switch_ns: (switch_cost_us * 1e3).round() as u64,
+                        mps: false,
                     });
                     (1, *replicas)
                 }
@@ -444,9 +480,52 @@ impl Experiment {
                             resources: spec.mig_partition(p),
                             time_slice_ns: (DEFAULT_TIME_SLICE_US * 1e3) as u64,
                             switch_ns: 0,
+                            mps: false,
                         });
                     }
                     (names.len(), 1)
+                }
+                SharingSpec::Mps {
+                    replicas,
+                    active_thread_pct,
+                    ..
+                } => {
+                    if !(1..=MPS_MAX_CLIENTS).contains(replicas) {
+                        return Err(InputError::invalid(
+                            origin,
+                            &format!("{field}.sharing.replicas"),
+                            replicas,
+                            &format!("an integer in [1, {MPS_MAX_CLIENTS}] (MPS clients per GPU)"),
+                        ));
+                    }
+                    if !active_thread_pct.is_empty()
+                        && active_thread_pct.len() != *replicas as usize
+                    {
+                        return Err(InputError::invalid(
+                            origin,
+                            &format!("{field}.sharing.active_thread_pct"),
+                            format!("{} values", active_thread_pct.len()),
+                            &format!("one percentage per client: {replicas} values"),
+                        ));
+                    }
+                    for (i, &p) in active_thread_pct.iter().enumerate() {
+                        if !(p.is_finite() && p > 0.0 && p <= 100.0) {
+                            return Err(InputError::invalid(
+                                origin,
+                                &format!("{field}.sharing.active_thread_pct[{i}]"),
+                                crate::config::num(p),
+                                "a percentage in (0, 100]: a client cannot use more than the GPU",
+                            ));
+                        }
+                    }
+                    partitions.push(PartitionSpec {
+                        gpu: gi,
+                        resources: spec.full_partition(),
+                        time_slice_ns: (DEFAULT_TIME_SLICE_US * 1e3) as u64,
+                        switch_ns: 0,
+                        mps: true,
+                    });
+                    (1, *replicas)
                 }
             };
             gpu_parts.insert(g.id.clone(), (first, count, cap, gi));
@@ -498,6 +577,10 @@ impl Experiment {
                         SharingSpec::Mig { .. } => {
                             format!("one replica per MIG instance on GPU {}", r.gpu)
                         }
+                        SharingSpec::Mps { replicas, .. } => format!(
+                            "at most {replicas} MPS clients on GPU {} (device-plugin replicas = {replicas})",
+                            r.gpu
+                        ),
                     };
                     return Err(InputError::invalid(
                         origin,
@@ -507,9 +590,27 @@ impl Experiment {
                     ));
                 }
                 let resources = &partitions[part].resources;
+                // Under MPS each client has its own thread percentage and may have a pinned
+                // memory limit, which is then all the memory it sees.
+                let (active_thread_pct, memory_limit_bytes) = match &raw.gpus[gi].sharing {
+                    SharingSpec::Mps {
+                        replicas,
+                        active_thread_pct,
+                        memory_limit,
+                    } => (
+                        active_thread_pct
+                            .get(contexts[part] as usize - 1)
+                            .copied()
+                            .unwrap_or(100.0 / f64::from(*replicas)),
+                        (*memory_limit == MpsMemoryLimit::Equal)
+                            .then(|| resources.memory_bytes / u64::from(*replicas)),
+                    ),
+                    _ => (100.0, None),
+                };
+                let visible_bytes = memory_limit_bytes.unwrap_or(resources.memory_bytes);
                 let (footprint_bytes, llm, kv_block_bytes) = match (&model.kind, &engine) {
                     (ModelKind::Llm(l), Some(e)) => {
-                        let memory = llm_memory(l, e, resources.memory_bytes);
+                        let memory = llm_memory(l, e, visible_bytes);
                         let kv = match e.kv_cache {
                             KvCacheMode::Preallocated => {
                                 if memory.kv_bytes < memory.block_bytes as f64 {
@@ -521,7 +622,7 @@ impl Experiment {
                                             "a fraction of {} {} ({:.1} GB) that holds the weights and runtime of {} ({:.1} GB) and leaves room for a KV cache",
                                             r.gpu,
                                             resources.label,
-                                            resources.memory_bytes as f64 / 1e9,
+                                            visible_bytes as f64 / 1e9,
                                             model.name,
                                             memory.fixed_bytes / 1e9
                                         ),
@@ -543,6 +644,24 @@ impl Experiment {
                     }
                     _ => (model.memory_bytes(), None, 0),
                 };
+                if let Some(limit) = memory_limit_bytes
+                    && footprint_bytes > limit
+                {
+                    return Err(InputError::invalid(
+                        origin,
+                        &rf,
+                        format!(
+                            "{} ({:.1} GB) on {}",
+                            model.name,
+                            footprint_bytes as f64 / 1e9,
+                            r.gpu
+                        ),
+                        &format!(
+                            "a client within its MPS pinned-memory limit of {:.1} GB (the card / replicas; set memory_limit = \"none\" to lift it)",
+                            limit as f64 / 1e9
+                        ),
+                    ));
+                }
                 replicas.push(ReplicaSpec {
                     model: mi,
                     partition: part,
@@ -550,6 +669,8 @@ impl Experiment {
                     batching: batching.clone(),
                     llm,
                     kv_block_bytes,
+                    active_thread_pct,
+                    memory_limit_bytes,
                 });
                 ids.push(replicas.len() - 1);
                 check_memory(
@@ -738,12 +859,21 @@ impl Experiment {
             (FaultKind::AppCrash, FaultTarget::Replica(r)) => {
                 let p = self.replicas[r].partition;
                 match self.raw.gpus[self.partitions[p].gpu].sharing {
-                    // One fault domain: every context on the GPU goes.
-                    SharingSpec::TimeSlicing { .. } => on_partition(p),
+                    // One fault domain: every context on the GPU goes; under MPS the fatal
+                    // exception reaches every client of the server.
+                    SharingSpec::TimeSlicing { .. } | SharingSpec::Mps { .. } => on_partition(p),
                     SharingSpec::Mig { .. } | SharingSpec::Dedicated => vec![r],
                 }
             }
-            (FaultKind::EccContained | FaultKind::Oom, FaultTarget::Replica(r)) => vec![r],
+            (FaultKind::EccContained, FaultTarget::Replica(r)) => {
+                let p = self.replicas[r].partition;
+                match self.raw.gpus[self.partitions[p].gpu].sharing {
+                    // Separate contexts contain it, except MPS's one shared server context.
+                    SharingSpec::Mps { .. } => on_partition(p),
+                    _ => vec![r],
+                }
+            }
+            (FaultKind::Oom, FaultTarget::Replica(r)) => vec![r],
             (FaultKind::EccUncontained, FaultTarget::Gpu(g)) => on_gpus(&[g]),
             (FaultKind::FellOffBus, FaultTarget::Gpu(g)) => {
                 let node = &self.raw.gpus[g].node;
@@ -994,6 +1124,7 @@ fn check_memory(
         SharingSpec::Mig { .. } => "a replica whose memory fits its MIG instance".to_string(),
         SharingSpec::TimeSlicing { .. } => "co-located replicas whose memory fits the card: under time-slicing they share it with no isolation (lower an LLM's engine.memory_fraction, use kv_cache = \"on-demand\", or move a replica)".to_string(),
         SharingSpec::Dedicated => "a replica whose memory fits the GPU".to_string(),
+        SharingSpec::Mps { .. } => "MPS clients whose memory fits the card together (lower an LLM's engine.memory_fraction or move a replica)".to_string(),
     };
     Err(InputError::invalid(
         origin,

@@ -19,11 +19,12 @@ use crate::experiment::FaultTarget;
 use crate::faults::FaultKind;
 use crate::hardware::Partition;
 use crate::metrics::{Counts, StageSamples};
+use crate::profile::Demand;
 use crate::profile::{Breakdown, Efficiency, ModelKind, TtsProfile, exec_time};
 use crate::serving::batcher::Decision;
 use crate::serving::llm::KvUsage;
 use crate::serving::{Batcher, KvPolicy, LlmEngine, Router};
-use crate::sharing::TimeSlicer;
+use crate::sharing::{Device, MpsShare, TimeSlicer};
 
 mod recovery;
 use crate::workload::{Answer, Arrival, WorkloadSpec, chunks_for, poisson_gap_s, user_window};
@@ -261,7 +262,7 @@ pub struct RunResult {
 pub struct Simulation<'a> {
     exp: &'a Experiment,
     engine: Engine<Event>,
-    slicers: Vec<TimeSlicer>,
+    slicers: Vec<Device>,
     versions: Vec<u64>,
     replicas: Vec<Replica>,
     /// Router of each stage's deployment (none for a stage not deployed).
@@ -296,10 +297,19 @@ impl<'a> Simulation<'a> {
     /// Prepare a run of `exp` with its seed.
     pub fn new(exp: &'a Experiment) -> Self {
         let streams = Streams::new(exp.raw.seed);
-        let mut slicers: Vec<TimeSlicer> = exp
+        let mut slicers: Vec<Device> = exp
             .partitions
             .iter()
-            .map(|p| TimeSlicer::new(p.time_slice_ns, p.switch_ns))
+            .map(|p| {
+                if p.mps {
+                    Device::Mps(MpsShare::new(
+                        p.resources.sms,
+                        p.resources.mem_bw_bytes_per_s,
+                    ))
+                } else {
+                    Device::Sliced(TimeSlicer::new(p.time_slice_ns, p.switch_ns))
+                }
+            })
             .collect();
         let mut static_bytes = vec![0u64; exp.partitions.len()];
         let mut replicas = Vec::new();
@@ -315,7 +325,7 @@ impl<'a> Simulation<'a> {
             routers[stage as usize] = Some(Router::new(d.routing, d.replicas.len()));
         }
         for (i, r) in exp.replicas.iter().enumerate() {
-            let ctx = slicers[r.partition].add_context();
+            let ctx = slicers[r.partition].add_context(r.active_thread_pct);
             static_bytes[r.partition] += r.footprint_bytes;
             let stage = match exp.models[r.model].kind {
                 ModelKind::Asr(_) => Stage::Asr,
@@ -723,32 +733,39 @@ impl<'a> Simulation<'a> {
                 },
             ),
             Decision::Dispatch(items) => {
-                let ns = self.batch_time(replica, &items);
+                let (ns, phases) = self.batch_time(replica, &items);
                 let r = &mut self.replicas[replica];
                 r.batches += 1;
                 r.batch_items += items.len() as u64;
                 r.in_flight = items;
-                self.submit(now, replica, ns);
+                self.submit(now, replica, ns, phases);
             }
         }
     }
 
-    /// Runtime of a batch on the replica's partition, from the kernel profile at that size.
-    fn batch_time(&mut self, replica: usize, items: &[u32]) -> u64 {
+    /// Runtime of a batch alone on the replica's partition, from the kernel profile at that
+    /// size, and (under MPS only) its phases' demands.
+    fn batch_time(&mut self, replica: usize, items: &[u32]) -> (u64, Vec<Demand>) {
         let exp = self.exp;
+        let mps = self.slicers[self.replicas[replica].partition].needs_phases();
         let r = &mut self.replicas[replica];
         let m = &exp.models[r.model];
         let part = &exp.partitions[r.partition].resources;
+        let mut phases = Vec::new();
         match &m.kind {
             ModelKind::Asr(a) => {
                 let n = items.len();
                 if r.batch_ns.len() <= n {
                     r.batch_ns.resize(n + 1, 0);
                 }
+                let work = a.chunk.work(n as u32);
                 if r.batch_ns[n] == 0 {
-                    r.batch_ns[n] = exec_time(&a.chunk.work(n as u32), part, &m.efficiency).ns();
+                    r.batch_ns[n] = exec_time(&work, part, &m.efficiency).ns();
                 }
-                r.batch_ns[n]
+                if mps {
+                    phases.push(Demand::of(&work, part, &m.efficiency));
+                }
+                (r.batch_ns[n], phases)
             }
             ModelKind::Tts(t) => {
                 let tokens: Vec<u32> = items
@@ -758,15 +775,17 @@ impl<'a> Simulation<'a> {
                         sentence_tokens(&rq.answer, rq.tts_next as usize)
                     })
                     .collect();
-                tts_batch_time(t, &m.efficiency, part, &tokens).ns()
+                let sink = if mps { Some(&mut phases) } else { None };
+                let ns = tts_batch(t, &m.efficiency, part, &tokens, sink).ns();
+                (ns, phases)
             }
             ModelKind::Llm(_) => unreachable!("invariant: llm replicas do not batch requests"),
         }
     }
 
-    fn submit(&mut self, now: SimTime, replica: usize, work_ns: u64) {
+    fn submit(&mut self, now: SimTime, replica: usize, work_ns: u64, phases: Vec<Demand>) {
         let Replica { partition, ctx, .. } = self.replicas[replica];
-        self.slicers[partition].submit(now, ctx, replica as u64, work_ns);
+        self.slicers[partition].submit(now, ctx, replica as u64, work_ns, phases);
         self.reschedule(partition);
     }
 
@@ -837,7 +856,13 @@ impl<'a> Simulation<'a> {
         let r = &self.replicas[replica];
         let p = r.partition;
         let total = self.exp.partitions[p].resources.memory_bytes;
-        let free = total.saturating_sub(self.static_bytes[p] + self.dynamic_bytes[p]);
+        let mut free = total.saturating_sub(self.static_bytes[p] + self.dynamic_bytes[p]);
+        let spec = &self.exp.replicas[replica];
+        if let Some(limit) = spec.memory_limit_bytes {
+            // An MPS client cannot pin more than its limit, whatever the card has free.
+            let own = spec.footprint_bytes + r.kv_blocks_seen * r.kv_block_bytes;
+            free = free.min(limit.saturating_sub(own));
+        }
         free / r.kv_block_bytes.max(1)
     }
 
@@ -906,7 +931,12 @@ impl<'a> Simulation<'a> {
         let part = &self.exp.partitions[r.partition].resources;
         let work = l.step_work(plan.prefill_tokens, plan.decode_seqs, plan.context_tokens);
         let ns = exec_time(&work, part, &m.efficiency).ns();
-        self.submit(now, replica, ns);
+        let phases = if self.slicers[r.partition].needs_phases() {
+            vec![Demand::of(&work, part, &m.efficiency)]
+        } else {
+            Vec::new()
+        };
+        self.submit(now, replica, ns, phases);
     }
 
     fn llm_iteration_done(&mut self, now: SimTime, replica: usize) {
@@ -1100,6 +1130,17 @@ pub fn tts_batch_time(
     part: &Partition,
     tokens: &[u32],
 ) -> Breakdown {
+    tts_batch(t, eff, part, tokens, None)
+}
+
+/// [`tts_batch_time`], also pushing each phase's demand into `phases` when given.
+fn tts_batch(
+    t: &TtsProfile,
+    eff: &Efficiency,
+    part: &Partition,
+    tokens: &[u32],
+    mut phases: Option<&mut Vec<Demand>>,
+) -> Breakdown {
     let mut frames: Vec<f64> = tokens
         .iter()
         .map(|&k| {
@@ -1110,14 +1151,22 @@ pub fn tts_batch_time(
         .collect();
     frames.sort_by(f64::total_cmp);
     let total_tokens: u32 = tokens.iter().sum();
-    let encoder = exec_time(&t.encoder.work(total_tokens), part, eff);
+    let encoder_work = t.encoder.work(total_tokens);
+    let encoder = exec_time(&encoder_work, part, eff);
+    if let Some(p) = phases.as_deref_mut() {
+        p.push(Demand::of(&encoder_work, part, eff));
+    }
     let mut decoder = Breakdown::default();
     let mut done = 0.0;
     for (i, &f) in frames.iter().enumerate() {
         let steps = f - done;
         if steps > 0.0 {
             let width = (frames.len() - i) as u32;
-            let step = exec_time(&t.decoder_step.work(width), part, eff);
+            let step_work = t.decoder_step.work(width);
+            let step = exec_time(&step_work, part, eff);
+            if let Some(p) = phases.as_deref_mut() {
+                p.push(Demand::of(&step_work, part, eff).repeated(steps));
+            }
             decoder = decoder.then(Breakdown {
                 compute_ns: step.compute_ns * steps,
                 memory_ns: step.memory_ns * steps,
@@ -1127,6 +1176,10 @@ pub fn tts_batch_time(
         }
         done = f;
     }
-    let codec = exec_time(&t.codec.work(frames.iter().sum::<f64>() as u32), part, eff);
+    let codec_work = t.codec.work(frames.iter().sum::<f64>() as u32);
+    let codec = exec_time(&codec_work, part, eff);
+    if let Some(p) = phases {
+        p.push(Demand::of(&codec_work, part, eff));
+    }
     encoder.then(decoder).then(codec)
 }

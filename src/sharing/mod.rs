@@ -1,6 +1,106 @@
 //! How contexts share a partition: time-slicing (which, with one context, is a dedicated GPU)
-//! and MPS (concurrent kernels of several clients in one context).
+//! and MPS (concurrent kernels of several clients in one context). [`Device`] puts both behind
+//! one interface for the pipeline.
 pub mod mps;
 pub mod timeslice;
 pub use mps::MpsShare;
 pub use timeslice::{CtxId, TimeSlicer};
+
+use crate::engine::SimTime;
+use crate::profile::Demand;
+
+/// The scheduler of one partition.
+#[derive(Debug)]
+pub enum Device {
+    /// Contexts take turns (one context: a dedicated GPU or a MIG instance).
+    Sliced(TimeSlicer),
+    /// MPS clients run concurrently, each capped by its active-thread percentage.
+    Mps(MpsShare),
+}
+
+impl Device {
+    /// Register a context (`active_thread_pct` matters under MPS only).
+    pub fn add_context(&mut self, active_thread_pct: f64) -> CtxId {
+        match self {
+            Device::Sliced(s) => s.add_context(),
+            Device::Mps(m) => m.add_client(active_thread_pct),
+        }
+    }
+
+    /// Whether jobs need their phases (MPS) rather than just their runtime alone.
+    pub fn needs_phases(&self) -> bool {
+        matches!(self, Device::Mps(_))
+    }
+
+    /// Queue a job on `ctx` at `t`: `work_ns` is its runtime alone on the partition,
+    /// `phases` what it demands (used under MPS, where its runtime depends on the others).
+    pub fn submit(
+        &mut self,
+        t: SimTime,
+        ctx: CtxId,
+        token: u64,
+        work_ns: u64,
+        phases: Vec<Demand>,
+    ) {
+        match self {
+            Device::Sliced(s) => s.submit(t, ctx, token, work_ns),
+            Device::Mps(m) => m.submit(t, ctx, token, phases),
+        }
+    }
+
+    /// See [`TimeSlicer::next_completion`].
+    pub fn next_completion(&self) -> Option<SimTime> {
+        match self {
+            Device::Sliced(s) => s.next_completion(),
+            Device::Mps(m) => m.next_completion(),
+        }
+    }
+
+    /// See [`TimeSlicer::finishing`].
+    pub fn finishing(&mut self, t: SimTime) -> (CtxId, u64) {
+        match self {
+            Device::Sliced(s) => s.finishing(t),
+            Device::Mps(m) => m.finishing(t),
+        }
+    }
+
+    /// See [`TimeSlicer::complete`].
+    pub fn complete(&mut self, t: SimTime) -> (CtxId, u64) {
+        match self {
+            Device::Sliced(s) => s.complete(t),
+            Device::Mps(m) => m.complete(t),
+        }
+    }
+
+    /// See [`TimeSlicer::advance`].
+    pub fn advance(&mut self, t: SimTime) {
+        match self {
+            Device::Sliced(s) => s.advance(t),
+            Device::Mps(m) => m.advance(t),
+        }
+    }
+
+    /// See [`TimeSlicer::clear`].
+    pub fn clear(&mut self, t: SimTime, ctx: CtxId) -> usize {
+        match self {
+            Device::Sliced(s) => s.clear(t, ctx),
+            Device::Mps(m) => m.clear(t, ctx),
+        }
+    }
+
+    /// Time with kernels running, ns.
+    pub fn busy_ns(&self) -> u64 {
+        match self {
+            Device::Sliced(s) => s.busy_ns(),
+            Device::Mps(m) => m.busy_ns(),
+        }
+    }
+
+    /// Time lost to context switches, ns (none under MPS).
+    pub fn switching_ns(&self) -> u64 {
+        match self {
+            Device::Sliced(s) => s.switching_ns(),
+            Device::Mps(m) => m.switching_ns(),
+        }
+    }
+}

@@ -316,6 +316,21 @@ impl MpsShare {
         self.at_now = self.fluid.clone();
     }
 
+    /// At `t`, drop every job of `ctx`, the running one included (its process died); the
+    /// others' shares grow at once. Returns the number of jobs dropped.
+    pub fn clear(&mut self, t: SimTime, ctx: CtxId) -> usize {
+        self.advance(t);
+        let n = self.clients[ctx].queue.len();
+        if n == 0 {
+            return 0;
+        }
+        self.rebase();
+        self.clients[ctx].queue.clear();
+        self.fluid.heads[ctx] = None;
+        self.at_now = self.fluid.clone();
+        n
+    }
+
     /// Exact time of the next job completion if nothing else is submitted. Phase ends are
     /// internal: they change shares but are not reported.
     pub fn next_completion(&self) -> Option<SimTime> {

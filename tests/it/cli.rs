@@ -778,3 +778,35 @@ fn faults_with_bad_numbers_or_names_are_refused_with_the_field() {
         &["kind", "meteor", "app-crash"],
     );
 }
+
+#[test]
+fn mps_settings_out_of_range_are_refused() {
+    let base = valid_experiment();
+    let mps = |sharing: &str| {
+        edit(
+            &edit(
+                &base,
+                "sharing = { mode = \"mig\", instances = [\"3g.40gb\", \"3g.40gb\"] }",
+                sharing,
+            ),
+            "replicas = [{ gpu = \"gpu0\", instance = 1 }]",
+            "replicas = [{ gpu = \"gpu0\" }]",
+        )
+        .replace(
+            "replicas = [{ gpu = \"gpu0\", instance = 0 }]",
+            "replicas = [{ gpu = \"gpu0\" }]",
+        )
+    };
+    run_bad(
+        &mps("sharing = { mode = \"mps\", replicas = 2, active_thread_pct = [150, 50] }"),
+        &["gpus[0].sharing.active_thread_pct[0]", "150", "(0, 100]"],
+    );
+    run_bad(
+        &mps("sharing = { mode = \"mps\", replicas = 2, active_thread_pct = [50] }"),
+        &["gpus[0].sharing.active_thread_pct", "2 values"],
+    );
+    run_bad(
+        &mps("sharing = { mode = \"mps\", replicas = 64 }"),
+        &["gpus[0].sharing.replicas", "64", "[1, 48]"],
+    );
+}

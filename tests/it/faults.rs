@@ -146,3 +146,20 @@ fn gateway_retries_move_in_flight_requests_to_a_replica_that_is_up() {
     assert_eq!(tts.any_replica_up, 1.0);
     assert!(tts.replicas_up < 1.0);
 }
+
+#[test]
+fn under_mps_even_a_contained_error_reaches_every_client() {
+    let ecc = TTS_CRASH.replace("app-crash", "ecc-contained");
+    let mps = with_faults("mps", &ecc);
+    let ts = with_faults("time-slicing", &ecc);
+    let mig = with_faults("mig", &ecc);
+    assert_eq!(
+        down(&mps),
+        vec!["parakeet-1.1b@gpu0", "magpie-tts-multilingual@gpu0"]
+    );
+    // Separate contexts contain Xid 94 to the application that hit it.
+    assert_eq!(down(&ts), vec!["magpie-tts-multilingual@gpu0"]);
+    assert_eq!(down(&mig), vec!["magpie-tts-multilingual@gpu0"]);
+    // An application crash under MPS, as under time-slicing, takes both.
+    assert_eq!(down(&with_faults("mps", TTS_CRASH)).len(), 2);
+}

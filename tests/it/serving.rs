@@ -279,3 +279,22 @@ fn an_llm_that_dies_of_a_failed_allocation_takes_its_in_flight_requests_along() 
     assert!(f.lost_to_faults > 0);
     assert_eq!(s.failed, s.out_of_memory + f.lost_to_faults + f.unavailable);
 }
+
+#[test]
+fn mps_runs_the_seed_s_asr_and_tts_side_by_side_without_switching() {
+    let runs = study("mps-study.toml");
+    let get = |n: &str| runs.iter().find(|r| r.name == n).unwrap();
+    let (mps, ts, mig) = (
+        get("mps-heavy"),
+        get("time-slicing-heavy"),
+        get("mig-heavy"),
+    );
+    // No context switches, and both clients' narrow kernels run concurrently: capacity as
+    // MIG's, far above time-slicing's.
+    assert_eq!(mps.partitions[0].switching_fraction, 0.0);
+    assert!(mps.throughput_per_gpu_rps > ts.throughput_per_gpu_rps * 1.2);
+    assert!((mps.throughput_per_gpu_rps / mig.throughput_per_gpu_rps - 1.0).abs() < 0.05);
+    // TTS keeps the card's full bandwidth (MIG halves it), so its sentences are quicker.
+    assert!(mps.latency_ms.tts.mean < mig.latency_ms.tts.mean);
+    assert!(runs.iter().all(|r| r.success_rate == Some(1.0)));
+}
