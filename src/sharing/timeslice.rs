@@ -142,6 +142,20 @@ impl Schedule {
         }
     }
 
+    /// The GPU turns to `ring[cur]`: switch into it (or, with no switch cost, run it at once).
+    fn enter_current(&mut self) {
+        self.phase = if self.switch_ns > 0 {
+            Phase::Switching {
+                left_ns: self.switch_ns,
+            }
+        } else {
+            self.loaded = Some(self.ring[self.cur].ctx);
+            Phase::Running {
+                slice_left_ns: self.quantum_ns,
+            }
+        };
+    }
+
     /// At the start of a round (about to switch into `ring[cur]`), skip every whole round in
     /// which no head job can finish and which fits in `budget`. Returns the time skipped.
     fn skip_rounds(&mut self, budget: u64) -> u64 {
@@ -312,16 +326,7 @@ impl TimeSlicer {
             s.cur -= 1;
         } else if pos == s.cur {
             s.cur %= s.ring.len();
-            s.phase = if s.switch_ns > 0 {
-                Phase::Switching {
-                    left_ns: s.switch_ns,
-                }
-            } else {
-                s.loaded = Some(s.ring[s.cur].ctx);
-                Phase::Running {
-                    slice_left_ns: s.quantum_ns,
-                }
-            };
+            s.enter_current();
         }
         n
     }
@@ -385,16 +390,7 @@ impl TimeSlicer {
                 s.cur = 0;
             } else {
                 s.cur %= s.ring.len();
-                s.phase = if s.switch_ns > 0 {
-                    Phase::Switching {
-                        left_ns: s.switch_ns,
-                    }
-                } else {
-                    s.loaded = Some(s.ring[s.cur].ctx);
-                    Phase::Running {
-                        slice_left_ns: s.quantum_ns,
-                    }
-                };
+                s.enter_current();
             }
         }
         (slot.ctx, token)
