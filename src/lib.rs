@@ -11,6 +11,8 @@
 //! - [`pipeline`]: the voice pipeline simulated end to end.
 //! - [`metrics`], [`report`]: what a run measured, and its table, JSON and CSV.
 //! - [`experiment`], [`study`], [`config`], [`error`]: input files and their errors.
+//! - [`sweep`]: parameter sweeps (parallel, resumable, shardable) and their tables.
+//! - [`progress`]: the progress bar of long commands.
 #![deny(missing_docs)]
 
 pub mod config;
@@ -21,8 +23,10 @@ pub mod hardware;
 pub mod metrics;
 pub mod pipeline;
 pub mod profile;
+pub mod progress;
 pub mod report;
 pub mod serving;
 pub mod sharing;
 pub mod study;
+pub mod sweep;
 pub mod workload;

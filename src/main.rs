@@ -8,8 +8,10 @@ use clap::{Parser, Subcommand};
 use gpushare::error::InputError;
 use gpushare::experiment::Experiment;
 use gpushare::hardware::{Catalogue, format_layout, maximal_placements, validate_layout};
+use gpushare::progress::Progress;
 use gpushare::report::{self, RunSummary};
 use gpushare::study::Study;
+use gpushare::sweep;
 
 /// Simulate GPU clusters shared by MIG, time-slicing or dedicated placement.
 #[derive(Parser)]
@@ -42,6 +44,35 @@ enum Command {
         /// Use this seed for every experiment instead of their own.
         #[arg(long)]
         seed: Option<u64>,
+    },
+    /// Run a sweep: a base experiment under a grid of overrides, in parallel.
+    Sweep {
+        /// Sweep file (TOML).
+        sweep: PathBuf,
+        /// Output folder (default: results/<name>, or results/<name>/shard-I-of-N).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Keep the runs already completed in the output folder; run only the others.
+        #[arg(long)]
+        resume: bool,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+        /// Run only shard I of N (1-based), e.g. --shard 2/4.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// Number of shards when the index comes from JOB_COMPLETION_INDEX or a Slurm array.
+        #[arg(long, value_name = "N")]
+        shards: Option<usize>,
+    },
+    /// Merge shard outputs of one sweep into what a single machine would have written.
+    Merge {
+        /// Shard output folders (each with a sweep.json).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Folder for the merged outputs.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// List and check MIG layouts.
     Mig {
@@ -110,7 +141,68 @@ fn run(cli: Cli) -> Result<(), String> {
             finish(s.run(), out)
         }
         Command::Mig { command } => mig(&catalogue, command),
+        Command::Sweep {
+            sweep,
+            out,
+            resume,
+            quiet,
+            shard,
+            shards,
+        } => sweep_cmd(&catalogue, &sweep, out, resume, quiet, shard, shards),
+        Command::Merge { dirs, out } => {
+            let rec = sweep::SweepRecord::merge(&dirs).map_err(|e| e.to_string())?;
+            sweep::write_outputs(&out, &rec).map_err(|e| e.to_string())?;
+            print!("{}", sweep::table::overview(&rec));
+            println!(
+                "\nwrote {0}/sweep.json, {0}/runs.csv and {0}/points.csv",
+                out.display()
+            );
+            Ok(())
+        }
     }
+}
+
+fn sweep_cmd(
+    catalogue: &Catalogue,
+    path: &std::path::Path,
+    out: Option<PathBuf>,
+    resume: bool,
+    quiet: bool,
+    shard: Option<String>,
+    shards: Option<usize>,
+) -> Result<(), String> {
+    let shard = sweep::Shard::select(shard.as_deref(), shards, &|k| std::env::var(k).ok())?;
+    let plan = sweep::Plan::load(path, catalogue).map_err(|e| e.to_string())?;
+    let out = out.unwrap_or_else(|| {
+        let dir = PathBuf::from("results").join(&plan.file.name);
+        match shard {
+            Some((s, _)) => dir.join(format!("shard-{}-of-{}", s.index + 1, s.count)),
+            None => dir,
+        }
+    });
+    report::prepare_out_dir(&out).map_err(|e| e.to_string())?;
+    if let Some((s, from)) = shard {
+        eprintln!("shard {s} (from {from})");
+    }
+    let shard = shard.map(|(s, _)| s);
+    let total = sweep::runner::share(&plan, shard).len();
+    let bar = Progress::new(total, &plan.file.name, quiet);
+    let opts = sweep::Options { resume, shard };
+    let rec = sweep::run(&plan, &out, opts, catalogue, &|| bar.inc()).map_err(|e| e.to_string());
+    bar.finish();
+    let (rec, reused) = rec?;
+    print!("{}", sweep::table::overview(&rec));
+    if resume {
+        println!(
+            "{reused} runs reused from the earlier sweep in {}",
+            out.display()
+        );
+    }
+    println!(
+        "\nwrote {0}/sweep.json, {0}/runs.csv and {0}/points.csv",
+        out.display()
+    );
+    Ok(())
 }
 
 fn finish(runs: Vec<RunSummary>, out: Option<PathBuf>) -> Result<(), String> {

@@ -3,6 +3,7 @@
 mod cli;
 mod invariants;
 mod seed;
+mod sweep;
 
 use std::path::{Path, PathBuf};
 
