@@ -1,15 +1,17 @@
 //! Command-line front end: parse arguments, call the library, turn errors into exit codes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use gpushare::cli;
 use gpushare::error::InputError;
 use gpushare::experiment::Experiment;
 use gpushare::hardware::{Catalogue, format_layout, maximal_placements, validate_layout};
-use gpushare::progress::Progress;
+use gpushare::plot;
 use gpushare::report::{self, RunSummary};
+use gpushare::results::{self, RunDetail};
 use gpushare::study::Study;
 use gpushare::sweep;
 
@@ -33,6 +35,8 @@ enum Command {
         /// Use this seed instead of the experiment's.
         #[arg(long)]
         seed: Option<u64>,
+        #[command(flatten)]
+        plot: PlotArgs,
     },
     /// Run several experiments side by side (e.g. experiments/seed-study.toml).
     Study {
@@ -44,6 +48,8 @@ enum Command {
         /// Use this seed for every experiment instead of their own.
         #[arg(long)]
         seed: Option<u64>,
+        #[command(flatten)]
+        plot: PlotArgs,
     },
     /// Run a sweep: a base experiment under a grid of overrides, in parallel.
     Sweep {
@@ -64,6 +70,8 @@ enum Command {
         /// Number of shards when the index comes from JOB_COMPLETION_INDEX or a Slurm array.
         #[arg(long, value_name = "N")]
         shards: Option<usize>,
+        #[command(flatten)]
+        plot: PlotArgs,
     },
     /// Merge shard outputs of one sweep into what a single machine would have written.
     Merge {
@@ -73,12 +81,53 @@ enum Command {
         /// Folder for the merged outputs.
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        plot: PlotArgs,
+    },
+    /// Draw the charts of a results folder (from run, study, sweep or merge) as PNG and SVG.
+    Plot {
+        /// Results folder (with summary.json or sweep.json).
+        results: PathBuf,
+        /// Folder for the charts (default: RESULTS/plots).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Image size in pixels.
+        #[arg(long, value_name = "WxH", default_value = "1200x800")]
+        size: String,
     },
     /// List and check MIG layouts.
     Mig {
         #[command(subcommand)]
         command: MigCommand,
     },
+}
+
+/// Charts after a command that writes results.
+#[derive(clap::Args)]
+struct PlotArgs {
+    /// Also draw the charts (PNG and SVG) into OUT/plots.
+    #[arg(long)]
+    plot: bool,
+    /// Draw the charts into this folder instead (implies --plot).
+    #[arg(long, value_name = "DIR")]
+    plot_dir: Option<PathBuf>,
+}
+
+impl PlotArgs {
+    /// Where to draw, if asked to; drawing reads the written results, so `out` is required.
+    fn target(&self, out: Option<&Path>) -> Result<Option<PathBuf>, String> {
+        if !self.plot && self.plot_dir.is_none() {
+            return Ok(None);
+        }
+        let Some(out) = out else {
+            return Err(
+                "--plot and --plot-dir draw from the written results: give --out DIR too".into(),
+            );
+        };
+        Ok(Some(
+            self.plot_dir.clone().unwrap_or_else(|| out.join("plots")),
+        ))
+    }
 }
 
 #[derive(Subcommand)]
@@ -126,19 +175,27 @@ fn run(cli: Cli) -> Result<(), String> {
             experiment,
             out,
             seed,
+            plot,
         } => {
+            let charts = plot.target(out.as_deref())?;
             let mut exp = Experiment::load(&experiment, &catalogue).map_err(|e| e.to_string())?;
             if let Some(s) = seed {
                 exp.raw.seed = s;
             }
-            finish(vec![report::run_experiment(&exp)], out)
+            finish(vec![results::run_experiment(&exp)], out, charts)
         }
-        Command::Study { study, out, seed } => {
+        Command::Study {
+            study,
+            out,
+            seed,
+            plot,
+        } => {
+            let charts = plot.target(out.as_deref())?;
             let mut s = Study::load(&study, &catalogue).map_err(|e| e.to_string())?;
             if let Some(seed) = seed {
                 s.experiments.iter_mut().for_each(|e| e.raw.seed = seed);
             }
-            finish(s.run(), out)
+            finish(results::run_all(&s.experiments), out, charts)
         }
         Command::Mig { command } => mig(&catalogue, command),
         Command::Sweep {
@@ -148,68 +205,42 @@ fn run(cli: Cli) -> Result<(), String> {
             quiet,
             shard,
             shards,
-        } => sweep_cmd(&catalogue, &sweep, out, resume, quiet, shard, shards),
-        Command::Merge { dirs, out } => {
-            let rec = sweep::SweepRecord::merge(&dirs).map_err(|e| e.to_string())?;
-            sweep::write_outputs(&out, &rec).map_err(|e| e.to_string())?;
-            print!("{}", sweep::table::overview(&rec));
-            println!(
-                "\nwrote {0}/sweep.json, {0}/runs.csv and {0}/points.csv",
-                out.display()
-            );
-            Ok(())
+            plot,
+        } => {
+            let shard = sweep::Shard::select(shard.as_deref(), shards, &|k| std::env::var(k).ok())?;
+            let opts = cli::SweepOpts {
+                out,
+                resume,
+                quiet,
+                shard,
+            };
+            cli::sweep(&catalogue, &sweep, opts, &|o| plot.target(Some(o)))
+        }
+        Command::Merge { dirs, out, plot } => {
+            let charts = plot.target(Some(&out))?;
+            cli::merge(&dirs, &out, charts.as_deref())
+        }
+        Command::Plot { results, out, size } => {
+            let opts = plot::Options::parse_size(&size)?;
+            let dir = out.unwrap_or_else(|| results.join("plots"));
+            cli::draw(&results, &dir, opts)
         }
     }
 }
 
-fn sweep_cmd(
-    catalogue: &Catalogue,
-    path: &std::path::Path,
+fn finish(
+    runs: Vec<(RunSummary, RunDetail)>,
     out: Option<PathBuf>,
-    resume: bool,
-    quiet: bool,
-    shard: Option<String>,
-    shards: Option<usize>,
+    charts: Option<PathBuf>,
 ) -> Result<(), String> {
-    let shard = sweep::Shard::select(shard.as_deref(), shards, &|k| std::env::var(k).ok())?;
-    let plan = sweep::Plan::load(path, catalogue).map_err(|e| e.to_string())?;
-    let out = out.unwrap_or_else(|| {
-        let dir = PathBuf::from("results").join(&plan.file.name);
-        match shard {
-            Some((s, _)) => dir.join(format!("shard-{}-of-{}", s.index + 1, s.count)),
-            None => dir,
-        }
-    });
-    report::prepare_out_dir(&out).map_err(|e| e.to_string())?;
-    if let Some((s, from)) = shard {
-        eprintln!("shard {s} (from {from})");
-    }
-    let shard = shard.map(|(s, _)| s);
-    let total = sweep::runner::share(&plan, shard).len();
-    let bar = Progress::new(total, &plan.file.name, quiet);
-    let opts = sweep::Options { resume, shard };
-    let rec = sweep::run(&plan, &out, opts, catalogue, &|| bar.inc()).map_err(|e| e.to_string());
-    bar.finish();
-    let (rec, reused) = rec?;
-    print!("{}", sweep::table::overview(&rec));
-    if resume {
-        println!(
-            "{reused} runs reused from the earlier sweep in {}",
-            out.display()
-        );
-    }
-    println!(
-        "\nwrote {0}/sweep.json, {0}/runs.csv and {0}/points.csv",
-        out.display()
-    );
-    Ok(())
-}
-
-fn finish(runs: Vec<RunSummary>, out: Option<PathBuf>) -> Result<(), String> {
-    print!("{}", report::table(&runs));
+    let summaries: Vec<RunSummary> = runs.iter().map(|(s, _)| s.clone()).collect();
+    print!("{}", report::table(&summaries));
     if let Some(dir) = out {
-        report::write_outputs(&dir, &runs).map_err(|e: InputError| e.to_string())?;
+        results::write_outputs(&dir, &runs).map_err(|e: InputError| e.to_string())?;
         println!("\nwrote {0}/summary.json and {0}/runs.csv", dir.display());
+        if let Some(c) = charts {
+            cli::draw(&dir, &c, plot::Options::default())?;
+        }
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ use crate::metrics::{Counts, StageSamples};
 use crate::profile::{Breakdown, Efficiency, LlmProfile, ModelKind, TtsProfile, exec_time};
 use crate::serving::{LlmEngine, StepPlan};
 use crate::sharing::TimeSlicer;
+use crate::timeline::BusyTimeline;
 use crate::workload::{Answer, WorkloadSpec, chunks_for, poisson_gap_s, user_window};
 
 /// Events of the pipeline model. Classes order same-instant events (see [`EventClass`]).
@@ -149,6 +150,8 @@ pub struct RunResult {
     pub llm_batched_seqs: u64,
     /// Events processed.
     pub events: u64,
+    /// Busy and switching time per time bucket, per partition.
+    pub timelines: Vec<BusyTimeline>,
 }
 
 /// One simulation run of an experiment.
@@ -220,6 +223,10 @@ impl<'a> Simulation<'a> {
             asr_chunk_ns.push(chunk_ns);
         }
         let duration = SimTime::from_secs_f64(exp.raw.workload.duration_s());
+        let bucket_ns = BusyTimeline::width_for(duration);
+        slicers
+            .iter_mut()
+            .for_each(|s| s.record_timeline(bucket_ns));
         Simulation {
             exp,
             engine: Engine::new(),
@@ -305,6 +312,11 @@ impl<'a> Simulation<'a> {
             llm_iterations: self.llm_iterations,
             llm_batched_seqs: self.llm_batched_seqs,
             events: self.engine.processed(),
+            timelines: self
+                .slicers
+                .iter()
+                .map(|s| s.timeline().cloned().unwrap_or_default())
+                .collect(),
         }
     }
 

@@ -2,6 +2,7 @@
 
 mod cli;
 mod invariants;
+mod plot;
 mod seed;
 mod sweep;
 
