@@ -115,6 +115,8 @@ impl Chart for GroupedBars {
             .x_label_formatter(&|_| String::new())
             .x_desc(self.x_desc.as_str())
             .y_desc(self.y_desc.as_str())
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .label_style(font(s.tick))
             .axis_desc_style(font(s.axis))
             .light_line_style(BLACK.mix(0.03))
@@ -572,13 +574,15 @@ impl Chart for Curves {
         let mut chart = ChartBuilder::on(&area)
             .margin(14)
             .x_label_area_size(s.axis * 3)
-            .y_label_area_size(s.axis * 4)
+            .y_label_area_size(s.axis * 5)
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(de)?;
         chart
             .configure_mesh()
             .x_desc(self.x_desc.as_str())
             .y_desc(self.y_desc.as_str())
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .label_style(font(s.tick))
             .axis_desc_style(font(s.axis))
             .light_line_style(BLACK.mix(0.03))
@@ -634,6 +638,23 @@ impl Chart for Curves {
             }
         }
         legend(&mut chart, SeriesLabelPosition::LowerRight, s.tick)
+    }
+}
+
+/// A tick label: whole numbers without decimals, others with as few as their size needs.
+fn tick(v: &f64) -> String {
+    let a = v.abs();
+    let s = if a >= 100.0 || v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    };
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
     }
 }
 
