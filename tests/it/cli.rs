@@ -702,6 +702,9 @@ fn every_subcommand_answers_help() {
         (&["mig", "--help"][..], "layouts"),
         (&["mig", "layouts", "--help"][..], "--gpu"),
         (&["mig", "check", "--help"][..], "--gpu"),
+        (&["sweep", "--help"][..], "--shard"),
+        (&["merge", "--help"][..], "--out"),
+        (&["plot", "--help"][..], "--size"),
     ] {
         let o = gpushare(args);
         assert_no_panic(&o);

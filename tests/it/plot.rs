@@ -117,6 +117,10 @@ fn every_study_chart_is_a_png_of_the_requested_size_and_a_parseable_svg() {
     let (code, _, stderr) = bin(&["plot", out.to_str().unwrap(), "--size", "10x10"]);
     assert_eq!(code, Some(1));
     assert!(stderr.contains("--size 10x10"), "{stderr}");
+    // Charts are drawn from written results: --plot needs --out.
+    let (code, _, stderr) = bin(&["study", study.to_str().unwrap(), "--plot"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("give --out DIR"), "{stderr}");
 }
 
 #[test]
