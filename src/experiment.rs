@@ -368,6 +368,18 @@ impl Experiment {
         catalogue: &Catalogue,
         models_dir: &Path,
     ) -> Result<Experiment, InputError> {
+        Self::resolve_patched(raw, origin, catalogue, models_dir, &BTreeMap::new())
+    }
+
+    /// [`Self::resolve`], with `profile_patches` (model name -> TOML table) deep-merged over
+    /// those models' profile files before they are parsed (sweeps over profile parameters).
+    pub fn resolve_patched(
+        raw: RawExperiment,
+        origin: &Path,
+        catalogue: &Catalogue,
+        models_dir: &Path,
+        profile_patches: &BTreeMap<String, toml::Value>,
+    ) -> Result<Experiment, InputError> {
         raw.workload.check(origin)?;
         let trace = match &raw.workload {
             WorkloadSpec::Trace(t) => Some(Arc::new(Trace::from_spec(t, origin)?)),
@@ -546,7 +558,14 @@ impl Experiment {
         let mut contexts = vec![0u32; partitions.len()];
         for (di, d) in raw.deployments.iter().enumerate() {
             let field = format!("deployments[{di}]");
-            let model = load_model(models_dir, &d.model, origin, &format!("{field}.model"))?;
+            let patch = profile_patches.get(&d.model);
+            let model = load_model(
+                models_dir,
+                &d.model,
+                origin,
+                &format!("{field}.model"),
+                patch,
+            )?;
             if d.replicas.is_empty() {
                 return Err(InputError::invalid(
                     origin,
@@ -906,6 +925,7 @@ fn load_model(
     name: &str,
     origin: &Path,
     field: &str,
+    patch: Option<&toml::Value>,
 ) -> Result<ModelProfile, InputError> {
     let path = dir.join(format!("{name}.toml"));
     if !path.is_file() {
@@ -938,7 +958,14 @@ fn load_model(
             ),
         ));
     }
-    let p = ModelProfile::from_toml_str(&config::read(&path)?, &path)?;
+    let p = match patch {
+        None => ModelProfile::from_toml_str(&config::read(&path)?, &path)?,
+        Some(patch) => {
+            let mut v: toml::Value = config::parse_toml(&config::read(&path)?, &path)?;
+            merge(&mut v, patch.clone());
+            ModelProfile::from_value(v, &path)?
+        }
+    };
     if p.name != name {
         return Err(InputError::invalid(
             &path,
@@ -962,6 +989,42 @@ fn find_models_dir(path: &Path) -> PathBuf {
         .map(|d| d.join("models"))
         .find(|d| d.is_dir())
         .unwrap_or_else(|| PathBuf::from("models"))
+}
+
+/// The experiment file at `path` as one TOML value, its `extends` merged underneath it and
+/// `models_dir` made relative to the working folder: what [`Experiment::load`] parses. Sweeps
+/// edit this value before resolving it with [`resolve_value`].
+pub fn load_merged_value(path: &Path) -> Result<toml::Value, InputError> {
+    load_merged(path, 0)
+}
+
+/// Parse and validate a merged experiment value (see [`load_merged_value`]); `origin` names the
+/// file in messages and locates the default `models/` folder. `profile_patches` maps a model
+/// name to a TOML table merged over its profile (see [`Experiment::resolve_patched`]); a patch
+/// for a model no deployment uses is an error.
+pub fn resolve_value(
+    value: toml::Value,
+    origin: &Path,
+    catalogue: &Catalogue,
+    profile_patches: &BTreeMap<String, toml::Value>,
+) -> Result<Experiment, InputError> {
+    let raw: RawExperiment = config::from_value(value, origin)?;
+    for name in profile_patches.keys() {
+        if !raw.deployments.iter().any(|d| &d.model == name) {
+            let used: Vec<&str> = raw.deployments.iter().map(|d| d.model.as_str()).collect();
+            return Err(InputError::invalid(
+                origin,
+                &format!("profiles.{name}"),
+                format!("\"{name}\""),
+                &format!("a deployed model: {}", used.join(", ")),
+            ));
+        }
+    }
+    let models_dir = match &raw.models_dir {
+        Some(d) => PathBuf::from(d),
+        None => find_models_dir(origin),
+    };
+    Experiment::resolve_patched(raw, origin, catalogue, &models_dir, profile_patches)
 }
 
 /// Read `path`, merging the files it `extends` underneath it (deep merge of tables; arrays and

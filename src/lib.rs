@@ -12,10 +12,16 @@
 //! - [`workload`]: users, arrivals, answer shapes.
 //! - [`pipeline`]: the voice pipeline simulated end to end.
 //! - [`metrics`], [`report`]: what a run measured, and its table, JSON and CSV.
+//! - [`timeline`], [`results`]: busy time over time, latency quantiles, and the results folder.
 //! - [`experiment`], [`study`], [`config`], [`error`]: input files and their errors.
+//! - [`sweep`]: parameter sweeps (parallel, resumable, shardable) and their tables.
+//! - [`plot`]: report charts (PNG, SVG) from a results folder.
+//! - [`progress`]: the progress bar of long commands.
+//! - [`cli`]: the sweep, merge and plot commands behind the binary.
 #![deny(missing_docs)]
 
 pub mod arrivals;
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -24,10 +30,15 @@ pub mod faults;
 pub mod hardware;
 pub mod metrics;
 pub mod pipeline;
+pub mod plot;
 pub mod profile;
+pub mod progress;
 pub mod report;
+pub mod results;
 pub mod serving;
 pub mod sharing;
 pub mod study;
+pub mod sweep;
+pub mod timeline;
 pub mod trace;
 pub mod workload;

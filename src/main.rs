@@ -1,15 +1,19 @@
 //! Command-line front end: parse arguments, call the library, turn errors into exit codes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use gpushare::cli;
 use gpushare::error::InputError;
 use gpushare::experiment::Experiment;
 use gpushare::hardware::{Catalogue, format_layout, maximal_placements, validate_layout};
+use gpushare::plot;
 use gpushare::report::{self, RunSummary};
+use gpushare::results::{self, RunDetail};
 use gpushare::study::Study;
+use gpushare::sweep;
 
 /// Simulate GPU clusters shared by MIG, time-slicing or dedicated placement.
 #[derive(Parser)]
@@ -31,6 +35,8 @@ enum Command {
         /// Use this seed instead of the experiment's.
         #[arg(long)]
         seed: Option<u64>,
+        #[command(flatten)]
+        plot: PlotArgs,
     },
     /// Run several experiments side by side (e.g. experiments/seed-study.toml).
     Study {
@@ -42,12 +48,86 @@ enum Command {
         /// Use this seed for every experiment instead of their own.
         #[arg(long)]
         seed: Option<u64>,
+        #[command(flatten)]
+        plot: PlotArgs,
+    },
+    /// Run a sweep: a base experiment under a grid of overrides, in parallel.
+    Sweep {
+        /// Sweep file (TOML).
+        sweep: PathBuf,
+        /// Output folder (default: results/<name>, or results/<name>/shard-I-of-N).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Keep the runs already completed in the output folder; run only the others.
+        #[arg(long)]
+        resume: bool,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+        /// Run only shard I of N (1-based), e.g. --shard 2/4.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// Number of shards when the index comes from JOB_COMPLETION_INDEX or a Slurm array.
+        #[arg(long, value_name = "N")]
+        shards: Option<usize>,
+        #[command(flatten)]
+        plot: PlotArgs,
+    },
+    /// Merge shard outputs of one sweep into what a single machine would have written.
+    Merge {
+        /// Shard output folders (each with a sweep.json).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Folder for the merged outputs.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        plot: PlotArgs,
+    },
+    /// Draw the charts of a results folder (from run, study, sweep or merge) as PNG and SVG.
+    Plot {
+        /// Results folder (with summary.json or sweep.json).
+        results: PathBuf,
+        /// Folder for the charts (default: RESULTS/plots).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Image size in pixels.
+        #[arg(long, value_name = "WxH", default_value = "1200x800")]
+        size: String,
     },
     /// List and check MIG layouts.
     Mig {
         #[command(subcommand)]
         command: MigCommand,
     },
+}
+
+/// Charts after a command that writes results.
+#[derive(clap::Args)]
+struct PlotArgs {
+    /// Also draw the charts (PNG and SVG) into OUT/plots.
+    #[arg(long)]
+    plot: bool,
+    /// Draw the charts into this folder instead (implies --plot).
+    #[arg(long, value_name = "DIR")]
+    plot_dir: Option<PathBuf>,
+}
+
+impl PlotArgs {
+    /// Where to draw, if asked to; drawing reads the written results, so `out` is required.
+    fn target(&self, out: Option<&Path>) -> Result<Option<PathBuf>, String> {
+        if !self.plot && self.plot_dir.is_none() {
+            return Ok(None);
+        }
+        let Some(out) = out else {
+            return Err(
+                "--plot and --plot-dir draw from the written results: give --out DIR too".into(),
+            );
+        };
+        Ok(Some(
+            self.plot_dir.clone().unwrap_or_else(|| out.join("plots")),
+        ))
+    }
 }
 
 #[derive(Subcommand)]
@@ -95,29 +175,72 @@ fn run(cli: Cli) -> Result<(), String> {
             experiment,
             out,
             seed,
+            plot,
         } => {
+            let charts = plot.target(out.as_deref())?;
             let mut exp = Experiment::load(&experiment, &catalogue).map_err(|e| e.to_string())?;
             if let Some(s) = seed {
                 exp.raw.seed = s;
             }
-            finish(vec![report::run_experiment(&exp)], out)
+            finish(vec![results::run_experiment(&exp)], out, charts)
         }
-        Command::Study { study, out, seed } => {
+        Command::Study {
+            study,
+            out,
+            seed,
+            plot,
+        } => {
+            let charts = plot.target(out.as_deref())?;
             let mut s = Study::load(&study, &catalogue).map_err(|e| e.to_string())?;
             if let Some(seed) = seed {
                 s.experiments.iter_mut().for_each(|e| e.raw.seed = seed);
             }
-            finish(s.run(), out)
+            finish(results::run_all(&s.experiments), out, charts)
         }
         Command::Mig { command } => mig(&catalogue, command),
+        Command::Sweep {
+            sweep,
+            out,
+            resume,
+            quiet,
+            shard,
+            shards,
+            plot,
+        } => {
+            let shard = sweep::Shard::select(shard.as_deref(), shards, &|k| std::env::var(k).ok())?;
+            let opts = cli::SweepOpts {
+                out,
+                resume,
+                quiet,
+                shard,
+            };
+            cli::sweep(&catalogue, &sweep, opts, &|o| plot.target(Some(o)))
+        }
+        Command::Merge { dirs, out, plot } => {
+            let charts = plot.target(Some(&out))?;
+            cli::merge(&dirs, &out, charts.as_deref())
+        }
+        Command::Plot { results, out, size } => {
+            let opts = plot::Options::parse_size(&size)?;
+            let dir = out.unwrap_or_else(|| results.join("plots"));
+            cli::draw(&results, &dir, opts)
+        }
     }
 }
 
-fn finish(runs: Vec<RunSummary>, out: Option<PathBuf>) -> Result<(), String> {
-    print!("{}", report::table(&runs));
+fn finish(
+    runs: Vec<(RunSummary, RunDetail)>,
+    out: Option<PathBuf>,
+    charts: Option<PathBuf>,
+) -> Result<(), String> {
+    let summaries: Vec<RunSummary> = runs.iter().map(|(s, _)| s.clone()).collect();
+    print!("{}", report::table(&summaries));
     if let Some(dir) = out {
-        report::write_outputs(&dir, &runs).map_err(|e: InputError| e.to_string())?;
+        results::write_outputs(&dir, &runs).map_err(|e: InputError| e.to_string())?;
         println!("\nwrote {0}/summary.json and {0}/runs.csv", dir.display());
+        if let Some(c) = charts {
+            cli::draw(&dir, &c, plot::Options::default())?;
+        }
     }
     Ok(())
 }

@@ -37,6 +37,21 @@ impl Samples {
         self.0.is_empty()
     }
 
+    /// Nearest-rank quantiles at probabilities `ps` (each in (0, 1]); empty without samples.
+    pub fn quantiles(&self, ps: &[f64]) -> Vec<f64> {
+        if self.0.is_empty() {
+            return Vec::new();
+        }
+        let mut v = self.0.clone();
+        v.sort_by(f64::total_cmp);
+        ps.iter()
+            .map(|p| {
+                let rank = (p * v.len() as f64).ceil().max(1.0) as usize;
+                v[rank.min(v.len()) - 1]
+            })
+            .collect()
+    }
+
     /// Mean and nearest-rank percentiles.
     pub fn summary(&self) -> LatencySummary {
         if self.0.is_empty() {
@@ -143,6 +158,22 @@ pub struct StageSamples {
 }
 
 impl StageSamples {
+    /// The samples of `stage` (one of [`STAGES`]).
+    pub fn get(&self, stage: &str) -> &Samples {
+        match stage {
+            "asr" => &self.asr,
+            "llm_queue" => &self.llm_queue,
+            "llm_ttft" => &self.llm_ttft,
+            "llm_tpot" => &self.llm_tpot,
+            "llm_itl" => &self.llm_itl,
+            "llm_total" => &self.llm_total,
+            "tts" => &self.tts,
+            "e2e" => &self.e2e,
+            "request" => &self.request,
+            other => panic!("invariant: unknown stage {other}"),
+        }
+    }
+
     /// Summaries of every stage.
     pub fn summary(&self) -> StageLatencies {
         StageLatencies {
@@ -341,5 +372,7 @@ mod tests {
         assert_eq!((m.p50, m.p90, m.p95, m.p99), (50.0, 90.0, 95.0, 99.0));
         assert_eq!(m.mean, 50.5);
         assert_eq!(m.count, 100);
+        assert_eq!(s.quantiles(&[0.01, 0.5, 0.999]), vec![1.0, 50.0, 100.0]);
+        assert!(Samples::default().quantiles(&[0.5]).is_empty());
     }
 }

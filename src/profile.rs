@@ -270,6 +270,13 @@ impl ModelProfile {
         Ok(p)
     }
 
+    /// Parse and check a profile from an already-parsed TOML value (e.g. patched by a sweep).
+    pub fn from_value(v: toml::Value, origin: &Path) -> Result<ModelProfile, InputError> {
+        let p: ModelProfile = crate::config::from_value(v, origin)?;
+        p.check(origin)?;
+        Ok(p)
+    }
+
     fn check(&self, origin: &Path) -> Result<(), InputError> {
         use crate::config::positive;
         positive(origin, "memory_gb", self.memory_gb)?;

@@ -25,6 +25,7 @@ use crate::serving::batcher::Decision;
 use crate::serving::llm::KvUsage;
 use crate::serving::{Batcher, KvPolicy, LlmEngine, Router};
 use crate::sharing::{Device, MpsShare, TimeSlicer};
+use crate::timeline::BusyTimeline;
 
 mod recovery;
 use crate::workload::{Answer, Arrival, WorkloadSpec, chunks_for, poisson_gap_s, user_window};
@@ -254,6 +255,8 @@ pub struct RunResult {
     pub good: u64,
     /// Faults, in order.
     pub faults: Vec<FaultEvent>,
+    /// Busy and switching time per time bucket, per partition.
+    pub timelines: Vec<BusyTimeline>,
     /// Events processed.
     pub events: u64,
 }
@@ -359,6 +362,10 @@ impl<'a> Simulation<'a> {
             });
         }
         let duration = SimTime::from_secs_f64(exp.duration_s);
+        let bucket_ns = BusyTimeline::width_for(duration);
+        slicers
+            .iter_mut()
+            .for_each(|s| s.record_timeline(bucket_ns));
         Simulation {
             exp,
             engine: Engine::new(),
@@ -474,6 +481,11 @@ impl<'a> Simulation<'a> {
             good: self.good,
             faults: self.faults,
             events: self.engine.processed(),
+            timelines: self
+                .slicers
+                .iter()
+                .map(|s| s.timeline().cloned().unwrap_or_default())
+                .collect(),
         }
     }
 

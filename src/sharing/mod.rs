@@ -8,6 +8,7 @@ pub use timeslice::{CtxId, TimeSlicer};
 
 use crate::engine::SimTime;
 use crate::profile::Demand;
+use crate::timeline::BusyTimeline;
 
 /// The scheduler of one partition.
 #[derive(Debug)]
@@ -24,6 +25,22 @@ impl Device {
         match self {
             Device::Sliced(s) => s.add_context(),
             Device::Mps(m) => m.add_client(active_thread_pct),
+        }
+    }
+
+    /// Also record busy time per bucket of `bucket_ns`.
+    pub fn record_timeline(&mut self, bucket_ns: u64) {
+        match self {
+            Device::Sliced(s) => s.record_timeline(bucket_ns),
+            Device::Mps(m) => m.record_timeline(bucket_ns),
+        }
+    }
+
+    /// The recorded timeline, if any.
+    pub fn timeline(&self) -> Option<&BusyTimeline> {
+        match self {
+            Device::Sliced(s) => s.timeline(),
+            Device::Mps(m) => m.timeline(),
         }
     }
 

@@ -57,6 +57,7 @@ use std::collections::VecDeque;
 use crate::engine::SimTime;
 use crate::profile::Demand;
 use crate::sharing::CtxId;
+use crate::timeline::BusyTimeline;
 
 /// One submitted job.
 #[derive(Clone, Debug)]
@@ -187,6 +188,8 @@ pub struct MpsShare {
     /// anchor).
     now: SimTime,
     at_now: Fluid,
+    /// Busy time per time bucket, when recorded.
+    timeline: Option<BusyTimeline>,
 }
 
 impl MpsShare {
@@ -206,6 +209,7 @@ impl MpsShare {
             fluid: Fluid::default(),
             now: SimTime::ZERO,
             at_now: Fluid::default(),
+            timeline: None,
         }
     }
 
@@ -260,11 +264,22 @@ impl MpsShare {
         0
     }
 
+    /// Also record busy time per bucket of `bucket_ns` (see [`BusyTimeline`]).
+    pub fn record_timeline(&mut self, bucket_ns: u64) {
+        self.timeline = Some(BusyTimeline::new(bucket_ns));
+    }
+
+    /// The recorded timeline, if any (up to the last update).
+    pub fn timeline(&self) -> Option<&BusyTimeline> {
+        self.timeline.as_ref()
+    }
+
     /// Bring the state forward to `t`; no job may complete strictly before `t`.
     pub fn advance(&mut self, t: SimTime) {
         if t.since(self.now) == 0 {
             return;
         }
+        let busy_before = self.at_now.busy_ns;
         let mut f = self.fluid.clone();
         self.run(&mut f, Some(t.since(self.anchor)));
         for h in f.heads.iter().flatten() {
@@ -274,6 +289,9 @@ impl MpsShare {
                     "invariant: a job completion was skipped (completion events must be handled first)"
                 );
             }
+        }
+        if let Some(tl) = &mut self.timeline {
+            tl.record(self.now, t, f.busy_ns - busy_before, 0);
         }
         self.at_now = f;
         self.now = t;

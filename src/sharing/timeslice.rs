@@ -13,6 +13,7 @@
 use std::collections::VecDeque;
 
 use crate::engine::SimTime;
+use crate::timeline::BusyTimeline;
 
 /// Identifies a context (one replica's CUDA context) on a [`TimeSlicer`].
 pub type CtxId = usize;
@@ -190,6 +191,8 @@ pub struct TimeSlicer {
     sched: Schedule,
     /// Queued jobs per context: `(token, work_ns)`; the head job's progress lives in the ring.
     queues: Vec<VecDeque<(u64, u64)>>,
+    /// Busy and switching time per time bucket, when recorded.
+    timeline: Option<BusyTimeline>,
 }
 
 impl TimeSlicer {
@@ -209,7 +212,18 @@ impl TimeSlicer {
                 switching_ns: 0,
             },
             queues: Vec::new(),
+            timeline: None,
         }
+    }
+
+    /// Also record busy and switching time per bucket of `bucket_ns` (see [`BusyTimeline`]).
+    pub fn record_timeline(&mut self, bucket_ns: u64) {
+        self.timeline = Some(BusyTimeline::new(bucket_ns));
+    }
+
+    /// The recorded timeline, if any (up to the last update).
+    pub fn timeline(&self) -> Option<&BusyTimeline> {
+        self.timeline.as_ref()
     }
 
     /// Register a context; returns its id.
@@ -242,12 +256,17 @@ impl TimeSlicer {
     pub fn advance(&mut self, t: SimTime) {
         let dt = t.since(self.now);
         if dt > 0 {
+            let before = (self.sched.busy_ns, self.sched.switching_ns);
             match self.sched.run(Some(dt)) {
                 Stop::Budget => {}
                 Stop::Completion { elapsed } => assert_eq!(
                     elapsed, dt,
                     "invariant: a job completion was skipped (completion events must be handled first)"
                 ),
+            }
+            if let Some(tl) = &mut self.timeline {
+                let busy = self.sched.busy_ns - before.0;
+                tl.record(self.now, t, busy, self.sched.switching_ns - before.1);
             }
         }
         self.now = t;

@@ -676,12 +676,15 @@ ramp_down_s = 1.0
     assert!(o.stdout.contains("mig-light-short"), "{}", o.stdout);
     assert!(o.stdout.contains("summary.json"), "{}", o.stdout);
 
-    let want: BTreeSet<String> = ["runs.csv", "summary.json"].map(String::from).into();
-    assert_eq!(
-        entries(&out),
-        want,
-        "only the two outputs, no temporary files"
-    );
+    let want: BTreeSet<String> = [
+        "latency_quantiles.csv",
+        "runs.csv",
+        "summary.json",
+        "timeline.csv",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(entries(&out), want, "only the outputs, no temporary files");
 
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
@@ -744,6 +747,9 @@ fn every_subcommand_answers_help() {
         (&["mig", "--help"][..], "layouts"),
         (&["mig", "layouts", "--help"][..], "--gpu"),
         (&["mig", "check", "--help"][..], "--gpu"),
+        (&["sweep", "--help"][..], "--shard"),
+        (&["merge", "--help"][..], "--out"),
+        (&["plot", "--help"][..], "--size"),
     ] {
         let o = gpushare(args);
         assert_no_panic(&o);

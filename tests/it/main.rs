@@ -5,8 +5,10 @@ mod cli;
 mod faults;
 mod invariants;
 mod mps;
+mod plot;
 mod seed;
 mod serving;
+mod sweep;
 
 use std::path::{Path, PathBuf};
 

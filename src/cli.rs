@@ -1,0 +1,103 @@
+//! Commands of the command-line front end that take more than one library call (sweep,
+//! merge, plot): the binary parses arguments and calls these. Output goes to stdout (results)
+//! and stderr (progress, notes); errors come back as messages.
+
+use std::path::{Path, PathBuf};
+
+use crate::hardware::Catalogue;
+use crate::plot;
+use crate::progress::Progress;
+use crate::report;
+use crate::sweep::{self, Shard};
+
+/// How to run a sweep from the command line.
+pub struct SweepOpts {
+    /// Output folder (default `results/<name>`, or `results/<name>/shard-I-of-N`).
+    pub out: Option<PathBuf>,
+    /// Reuse completed runs.
+    pub resume: bool,
+    /// No progress bar.
+    pub quiet: bool,
+    /// This machine's shard and where it came from.
+    pub shard: Option<(Shard, &'static str)>,
+}
+
+/// Run the sweep at `path`; `charts` maps the output folder to where charts go, if anywhere.
+pub fn sweep(
+    catalogue: &Catalogue,
+    path: &Path,
+    opts: SweepOpts,
+    charts: &dyn Fn(&Path) -> Result<Option<PathBuf>, String>,
+) -> Result<(), String> {
+    let plan = sweep::Plan::load(path, catalogue).map_err(|e| e.to_string())?;
+    let out = opts.out.unwrap_or_else(|| {
+        let dir = PathBuf::from("results").join(&plan.file.name);
+        match opts.shard {
+            Some((s, _)) => dir.join(format!("shard-{}-of-{}", s.index + 1, s.count)),
+            None => dir,
+        }
+    });
+    let charts = charts(&out)?;
+    report::prepare_out_dir(&out).map_err(|e| e.to_string())?;
+    if let Some((s, from)) = opts.shard {
+        eprintln!("shard {s} (from {from})");
+    }
+    let shard = opts.shard.map(|(s, _)| s);
+    let total = sweep::runner::share(&plan, shard).len();
+    let bar = Progress::new(total, &plan.file.name, opts.quiet);
+    let run_opts = sweep::Options {
+        resume: opts.resume,
+        shard,
+    };
+    let result = sweep::run(&plan, &out, run_opts, catalogue, &|| bar.inc());
+    bar.finish();
+    let (rec, reused) = result.map_err(|e| e.to_string())?;
+    print!("{}", sweep::table::overview(&rec));
+    if opts.resume {
+        println!(
+            "{reused} runs reused from the earlier sweep in {}",
+            out.display()
+        );
+    }
+    println!(
+        "\nwrote {0}/sweep.json, {0}/runs.csv and {0}/points.csv",
+        out.display()
+    );
+    match charts {
+        Some(dir) => draw(&out, &dir, plot::Options::default()),
+        None => Ok(()),
+    }
+}
+
+/// Merge shard folders `dirs` into `out`; then draw into `charts` if given.
+pub fn merge(dirs: &[PathBuf], out: &Path, charts: Option<&Path>) -> Result<(), String> {
+    let rec = sweep::SweepRecord::merge(dirs).map_err(|e| e.to_string())?;
+    sweep::write_outputs(out, &rec).map_err(|e| e.to_string())?;
+    print!("{}", sweep::table::overview(&rec));
+    println!(
+        "\nwrote {0}/sweep.json, {0}/runs.csv and {0}/points.csv",
+        out.display()
+    );
+    match charts {
+        Some(dir) => draw(out, dir, plot::Options::default()),
+        None => Ok(()),
+    }
+}
+
+/// Draw the charts of `results` into `dir` and list them.
+pub fn draw(results: &Path, dir: &Path, opts: plot::Options) -> Result<(), String> {
+    let done = plot::plot_results(results, dir, opts).map_err(|e| e.to_string())?;
+    println!("\ncharts in {}:", dir.display());
+    for f in done
+        .files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "png"))
+    {
+        let stem = f.file_stem().unwrap_or_default().to_string_lossy();
+        println!("  {stem}.png, {stem}.svg");
+    }
+    for s in done.skipped {
+        println!("  skipped {s}");
+    }
+    Ok(())
+}
