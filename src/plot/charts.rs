@@ -419,10 +419,15 @@ fn rebin(series: &Series, max: usize) -> Series {
         .collect()
 }
 
-/// Busy fraction over time, one panel per run.
+/// Colour of fault marks on timelines.
+const FAULT: RGBColor = RGBColor(200, 30, 30);
+
+/// Busy fraction over time, one panel per run, with its faults shaded.
 pub struct Timeline {
     /// `(run, partitions (label, colour, series))`.
     pub panels: Vec<(String, Vec<PartitionSeries>)>,
+    /// Per run (same order): faults `(kind, at s, recovered at s)`.
+    pub faults: Vec<Vec<(String, f64, Option<f64>)>>,
 }
 
 impl Chart for Timeline {
@@ -474,6 +479,30 @@ impl Chart for Timeline {
                 .bold_line_style(BLACK.mix(0.12))
                 .draw()
                 .map_err(de)?;
+            // Faults: the time until recovery shaded, the strike marked with a line.
+            let faults = self.faults.get(order[cell_i]).map_or(&[][..], |f| &f[..]);
+            for (i, (_, at, back)) in faults.iter().enumerate() {
+                let to = back.unwrap_or(end).min(end);
+                let shade = FAULT.mix(0.12);
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(*at, 0.0), (to, 105.0)],
+                        shade.filled(),
+                    )))
+                    .map_err(de)?;
+                let anno = chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(*at, 0.0), (*at, 105.0)],
+                        FAULT.stroke_width(2),
+                    )))
+                    .map_err(de)?;
+                if i == 0 {
+                    anno.label("fault, shaded until recovered")
+                        .legend(|(x, y)| {
+                            Rectangle::new([(x, y - 5), (x + 20, y + 5)], FAULT.mix(0.3).filled())
+                        });
+                }
+            }
             for (label, color, series) in parts {
                 let series = &rebin(series, 90);
                 let step = |f: BucketField| -> Vec<(f64, f64)> {
@@ -848,7 +877,17 @@ pub fn study_charts(dir: &Path, d: &StudyData) -> Result<StudyCharts, PlotError>
                     "timeline.csv has no buckets for these runs",
                 ));
             }
-            Some(Timeline { panels })
+            let faults = panels
+                .iter()
+                .map(|(name, _)| {
+                    d.runs
+                        .iter()
+                        .find(|r| &r.name == name)
+                        .map(|r| r.faults.clone())
+                        .unwrap_or_default()
+                })
+                .collect();
+            Some(Timeline { panels, faults })
         }
     };
     Ok(StudyCharts {

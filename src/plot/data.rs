@@ -38,6 +38,8 @@ pub struct RunInfo {
     pub stages: Vec<(&'static str, Option<StageStats>)>,
     /// Partitions as legends name them: `gpu0 3g.40gb: model` (`gpu1: model` when whole).
     pub partitions: Vec<String>,
+    /// Faults: `(kind, at s, recovered at s)` (`None`: still down at the end).
+    pub faults: Vec<(String, f64, Option<f64>)>,
 }
 
 /// One partition's busy series: `(t start s, t end s, busy, switching)` fractions.
@@ -136,8 +138,25 @@ pub fn load_study(dir: &Path) -> Result<StudyData, PlotError> {
                     .collect()
             })
             .unwrap_or_default();
+        let faults = r
+            .get("faults")
+            .and_then(|f| f.get("events"))
+            .and_then(|e| e.as_array())
+            .map(|es| {
+                es.iter()
+                    .filter_map(|e| {
+                        Some((
+                            e.get("kind")?.as_str()?.to_string(),
+                            e.get("at_s")?.as_f64()?,
+                            e.get("recovered_at_s").and_then(|v| v.as_f64()),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         out.runs.push(RunInfo {
             partitions,
+            faults,
             name: name.to_string(),
             config: text_or("config", name),
             load: text_or("load", "-"),

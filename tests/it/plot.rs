@@ -261,3 +261,36 @@ fn timelines_add_up_to_busy_totals_and_quantiles_match_the_summary() {
         }
     }
 }
+
+#[test]
+fn the_busy_timeline_marks_each_fault_until_its_recovery() {
+    let dir = TempDir::new().unwrap();
+    let with = |name: &str, faults: &str| {
+        let text = format!(
+            "extends = [{}]\nname = \"{name}\"\n[workload]\nhold_s = 30.0\n{faults}",
+            seed("mig-light")
+        );
+        let p = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let plain = with("plain", "");
+    let faulty = with(
+        "faulty",
+        "[faults]\n[[faults.inject]]\nat_s = 12.0\nkind = \"app-crash\"\nmodel = \"parakeet-1.1b\"\n",
+    );
+    let svg = |exp: &Path, out: &str| {
+        let out = dir.path().join(out);
+        let (code, _, err) = bin(&[
+            "run",
+            exp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--plot",
+        ]);
+        assert_eq!(code, Some(0), "{err}");
+        std::fs::read_to_string(out.join("plots/busy_timeline.svg")).unwrap()
+    };
+    assert!(svg(&faulty, "f").contains("fault, shaded until recovered"));
+    assert!(!svg(&plain, "p").contains("fault, shaded until recovered"));
+}
