@@ -248,6 +248,29 @@ pub struct RawExperiment {
     /// Latency target for goodput (absent: no goodput reported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo: Option<Slo>,
+    /// How metrics are collected (absent: exact percentiles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsSpec>,
+}
+
+/// How latency percentiles are computed.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Percentiles {
+    /// Keep every sample: exact nearest-rank percentiles; memory grows with requests.
+    #[default]
+    Exact,
+    /// An HDR histogram per stage: percentiles within 0.1%, mean exact, bounded memory.
+    Streaming,
+}
+
+/// The `[metrics]` table.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSpec {
+    /// Exact or streaming percentiles.
+    #[serde(default)]
+    pub percentiles: Percentiles,
 }
 
 /// Service-level objective: what counts as a good request.

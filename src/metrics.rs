@@ -17,60 +17,105 @@ pub const STAGES: [&str; 9] = [
     "request",
 ];
 
-/// Collected latency samples of one stage, milliseconds.
-#[derive(Clone, Debug, Default)]
-pub struct Samples(Vec<f64>);
+/// Collected latency samples of one stage, milliseconds: every sample (exact percentiles), or
+/// a streaming histogram whose memory does not grow with the number of samples.
+#[derive(Clone, Debug)]
+pub enum Samples {
+    /// Every sample, kept.
+    Exact(Vec<f64>),
+    /// An HDR histogram of nanoseconds with 3 significant digits (1 us to 2.8 h; longer
+    /// latencies count as 2.8 h): percentiles within 0.1%, the mean exact (a running sum).
+    Streaming(Box<Streaming>),
+}
+
+/// State of a streaming [`Samples`].
+#[derive(Clone, Debug)]
+pub struct Streaming {
+    hist: hdrhistogram::Histogram<u64>,
+    sum_ms: f64,
+}
+
+impl Default for Samples {
+    fn default() -> Self {
+        Samples::Exact(Vec::new())
+    }
+}
 
 impl Samples {
+    /// An empty streaming collector.
+    pub fn streaming() -> Self {
+        // 1 us resolution floor, up to 10^13 ns (2.8 h): fixed memory, no resizing.
+        let hist = hdrhistogram::Histogram::new_with_bounds(1_000, 10_000_000_000_000, 3)
+            .expect("invariant: valid histogram bounds");
+        Samples::Streaming(Box::new(Streaming { hist, sum_ms: 0.0 }))
+    }
+
     /// Record one latency, milliseconds.
     pub fn push(&mut self, ms: f64) {
-        self.0.push(ms);
+        match self {
+            Samples::Exact(v) => v.push(ms),
+            Samples::Streaming(s) => {
+                s.hist.saturating_record((ms * 1e6).round().max(1.0) as u64);
+                s.sum_ms += ms;
+            }
+        }
     }
 
     /// Number of samples.
     pub fn len(&self) -> usize {
-        self.0.len()
+        match self {
+            Samples::Exact(v) => v.len(),
+            Samples::Streaming(s) => s.hist.len() as usize,
+        }
     }
 
     /// Whether there are no samples.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
     /// Nearest-rank quantiles at probabilities `ps` (each in (0, 1]); empty without samples.
+    /// Streaming: the highest value the histogram cannot tell apart from the sample at that
+    /// rank (within 0.1%).
     pub fn quantiles(&self, ps: &[f64]) -> Vec<f64> {
-        if self.0.is_empty() {
+        if self.is_empty() {
             return Vec::new();
         }
-        let mut v = self.0.clone();
-        v.sort_by(f64::total_cmp);
-        ps.iter()
-            .map(|p| {
-                let rank = (p * v.len() as f64).ceil().max(1.0) as usize;
-                v[rank.min(v.len()) - 1]
-            })
-            .collect()
+        match self {
+            Samples::Exact(v) => {
+                let mut v = v.clone();
+                v.sort_by(f64::total_cmp);
+                ps.iter()
+                    .map(|p| {
+                        let rank = (p * v.len() as f64).ceil().max(1.0) as usize;
+                        v[rank.min(v.len()) - 1]
+                    })
+                    .collect()
+            }
+            Samples::Streaming(s) => ps
+                .iter()
+                .map(|p| s.hist.value_at_quantile(*p) as f64 / 1e6)
+                .collect(),
+        }
     }
 
     /// Mean and nearest-rank percentiles.
     pub fn summary(&self) -> LatencySummary {
-        if self.0.is_empty() {
+        if self.is_empty() {
             return LatencySummary::default();
         }
-        let mut v = self.0.clone();
-        v.sort_by(f64::total_cmp);
-        let pct = |p: f64| {
-            // Nearest rank: the smallest sample with at least p% of samples at or below it.
-            let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
-            v[rank.min(v.len()) - 1]
+        let q = self.quantiles(&[0.5, 0.9, 0.95, 0.99]);
+        let (count, mean) = match self {
+            Samples::Exact(v) => (v.len() as u64, v.iter().sum::<f64>() / v.len() as f64),
+            Samples::Streaming(s) => (s.hist.len(), s.sum_ms / s.hist.len() as f64),
         };
         LatencySummary {
-            count: v.len() as u64,
-            mean: v.iter().sum::<f64>() / v.len() as f64,
-            p50: pct(50.0),
-            p90: pct(90.0),
-            p95: pct(95.0),
-            p99: pct(99.0),
+            count,
+            mean,
+            p50: q[0],
+            p90: q[1],
+            p95: q[2],
+            p99: q[3],
         }
     }
 }
@@ -158,6 +203,25 @@ pub struct StageSamples {
 }
 
 impl StageSamples {
+    /// Empty collectors, streaming (bounded memory) or exact.
+    pub fn new(streaming: bool) -> Self {
+        if !streaming {
+            return StageSamples::default();
+        }
+        let s = Samples::streaming;
+        StageSamples {
+            asr: s(),
+            llm_queue: s(),
+            llm_ttft: s(),
+            llm_tpot: s(),
+            llm_itl: s(),
+            llm_total: s(),
+            tts: s(),
+            e2e: s(),
+            request: s(),
+        }
+    }
+
     /// The samples of `stage` (one of [`STAGES`]).
     pub fn get(&self, stage: &str) -> &Samples {
         match stage {
@@ -360,6 +424,29 @@ mod tests {
         assert_eq!(all_covered_ns(&[a]), 20);
         assert_eq!(all_covered_ns(&[b, vec![]]), 0);
         assert_eq!(all_covered_ns(&[]), 0);
+    }
+
+    #[test]
+    fn streaming_percentiles_stay_within_a_thousandth_of_the_exact_ones() {
+        let mut exact = Samples::default();
+        let mut hist = Samples::streaming();
+        // A skewed spread from 0.1 ms to ~20 s.
+        for i in 1..=20_000u32 {
+            let ms = 0.1 * 1.0005f64.powi(i as i32);
+            exact.push(ms);
+            hist.push(ms);
+        }
+        let (e, h) = (exact.summary(), hist.summary());
+        assert_eq!(e.count, h.count);
+        assert!((e.mean - h.mean).abs() < 1e-9 * e.mean);
+        for (a, b) in [
+            (e.p50, h.p50),
+            (e.p90, h.p90),
+            (e.p95, h.p95),
+            (e.p99, h.p99),
+        ] {
+            assert!((b / a - 1.0).abs() < 1e-3, "{a} vs {b}");
+        }
     }
 
     #[test]

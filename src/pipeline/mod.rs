@@ -386,7 +386,12 @@ impl<'a> Simulation<'a> {
             faults: Vec::new(),
             good: 0,
             counts: Counts::default(),
-            samples: StageSamples::default(),
+            samples: StageSamples::new(
+                exp.raw
+                    .metrics
+                    .as_ref()
+                    .is_some_and(|m| m.percentiles == crate::experiment::Percentiles::Streaming),
+            ),
             output_tokens: 0,
             end: duration,
             timeout_ns: SimTime::from_secs_f64(exp.raw.workload.timeout_s()).0,

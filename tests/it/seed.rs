@@ -122,3 +122,42 @@ fn full_seed_study_reproduces_the_published_heavy_load_figures() {
     assert!(base < ts, "baseline {base} vs time-slicing {ts}");
     assert!(runs.iter().all(|r| r.success_rate == Some(1.0)));
 }
+
+/// The `summary.json` of the seed study and of the studies that exercise the other paths
+/// (MPS, faults, KV cache, batching), without the `events` counters (a measure of the engine's
+/// work, not a result): optimisations that do not change the model must leave them
+/// byte-identical. After an intended model change, regenerate them with
+/// `GPUSHARE_BLESS=1 cargo test --release golden` and say why in the commit.
+#[test]
+fn study_summaries_match_their_golden_files() {
+    for stem in [
+        "seed-study",
+        "mps-study",
+        "fault-study",
+        "kv-cache-study",
+        "batching-study",
+    ] {
+        let study = gpushare::study::Study::load(
+            &crate::root().join(format!("experiments/{stem}.toml")),
+            &gpushare::hardware::Catalogue::builtin(),
+        )
+        .unwrap();
+        let mut json: serde_json::Value =
+            serde_json::from_str(&gpushare::report::summary_json(&study.run())).unwrap();
+        for r in json["runs"].as_array_mut().unwrap() {
+            r.as_object_mut().unwrap().remove("events");
+        }
+        json.as_object_mut().unwrap().remove("version");
+        let text = serde_json::to_string_pretty(&json).unwrap() + "\n";
+        let path = crate::root().join(format!("tests/golden/{stem}-summary.json"));
+        if std::env::var_os("GPUSHARE_BLESS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &text).unwrap();
+        }
+        let golden = std::fs::read_to_string(&path).expect("golden file (see the doc comment)");
+        assert!(
+            text == golden,
+            "{stem}: the summary changed; see this test's doc comment"
+        );
+    }
+}
