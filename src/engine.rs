@@ -62,24 +62,22 @@ pub trait EventClass {
     fn class(&self) -> u8;
 }
 
+/// A queued event. Its key packs `(time, class, sequence)` into one integer (time in the high
+/// 64 bits, class in the next 8, sequence in the low 56), so ordering is a single comparison.
 struct Entry<E> {
-    time: SimTime,
-    class: u8,
-    seq: u64,
+    key: u128,
     event: E,
 }
 
+/// Sequence numbers must fit in 56 bits (7e16 events: centuries of simulation).
+const SEQ_BITS: u32 = 56;
+
 impl<E> PartialEq for Entry<E> {
     fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
+        self.key == other.key
     }
 }
 impl<E> Eq for Entry<E> {}
-impl<E> Entry<E> {
-    fn key(&self) -> (SimTime, u8, u64) {
-        (self.time, self.class, self.seq)
-    }
-}
 impl<E> PartialOrd for Entry<E> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
@@ -88,7 +86,7 @@ impl<E> PartialOrd for Entry<E> {
 impl<E> Ord for Entry<E> {
     // Reversed: `BinaryHeap` is a max-heap and we want the earliest key on top.
     fn cmp(&self, other: &Self) -> Ordering {
-        other.key().cmp(&self.key())
+        other.key.cmp(&self.key)
     }
 }
 
@@ -142,12 +140,9 @@ impl<E: EventClass> Engine<E> {
         );
         let class = event.class();
         // Ties at the same time and class keep insertion order, so runs are reproducible.
-        self.heap.push(Entry {
-            time: at,
-            class,
-            seq: self.seq,
-            event,
-        });
+        debug_assert!(self.seq < 1 << SEQ_BITS);
+        let key = (u128::from(at.0) << 64) | (u128::from(class) << SEQ_BITS) | u128::from(self.seq);
+        self.heap.push(Entry { key, event });
         self.seq += 1;
     }
 
@@ -159,10 +154,11 @@ impl<E: EventClass> Engine<E> {
     /// Take the next event and advance the clock to it; `None` when the queue is empty.
     pub fn pop(&mut self) -> Option<(SimTime, E)> {
         let e = self.heap.pop()?;
-        debug_assert!(e.time >= self.now);
-        self.now = e.time;
+        let time = SimTime((e.key >> 64) as u64);
+        debug_assert!(time >= self.now);
+        self.now = time;
         self.processed += 1;
-        Some((e.time, e.event))
+        Some((time, e.event))
     }
 }
 

@@ -92,11 +92,9 @@ pub enum Event {
         /// User index.
         user: u32,
     },
-    /// Request `req` reaches its timeout.
-    Timeout {
-        /// Request index.
-        req: u32,
-    },
+    /// The oldest request still in flight may have reached its timeout (one event at a time
+    /// stands for all pending timeouts: they expire in the order requests started).
+    Timeout,
 }
 
 impl EventClass for Event {
@@ -113,7 +111,7 @@ impl EventClass for Event {
             Event::UserLeave { .. } => 3,
             Event::UserJoin { .. } | Event::ThinkOver { .. } | Event::Arrival => 4,
             // A timeout at the same instant as the completion lets the request complete.
-            Event::Timeout { .. } => 5,
+            Event::Timeout => 5,
         }
     }
 }
@@ -267,6 +265,8 @@ pub struct Simulation<'a> {
     engine: Engine<Event>,
     slicers: Vec<Device>,
     versions: Vec<u64>,
+    /// Time of each partition's live completion event, if any.
+    armed: Vec<Option<SimTime>>,
     replicas: Vec<Replica>,
     /// Router of each stage's deployment (none for a stage not deployed).
     routers: [Option<Router>; 3],
@@ -286,6 +286,10 @@ pub struct Simulation<'a> {
     output_tokens: u64,
     end: SimTime,
     timeout_ns: u64,
+    /// Timeout deadlines of started requests, in start order, and whether an
+    /// `Event::Timeout` is pending.
+    deadlines: std::collections::VecDeque<(SimTime, u32)>,
+    timeout_armed: bool,
     /// When the last request completed or failed (an open loop's run ends there).
     last_outcome: SimTime,
     faults_rng: ChaCha8Rng,
@@ -370,6 +374,7 @@ impl<'a> Simulation<'a> {
             exp,
             engine: Engine::new(),
             versions: vec![0; slicers.len()],
+            armed: vec![None; slicers.len()],
             slicers,
             replicas,
             routers,
@@ -396,6 +401,8 @@ impl<'a> Simulation<'a> {
             end: duration,
             timeout_ns: SimTime::from_secs_f64(exp.raw.workload.timeout_s()).0,
             last_outcome: SimTime::ZERO,
+            deadlines: std::collections::VecDeque::new(),
+            timeout_armed: false,
             source: ArrivalSource::new(&exp.raw.workload, exp.trace.clone()),
             next_arrival: None,
         }
@@ -501,6 +508,7 @@ impl<'a> Simulation<'a> {
                 if self.versions[p] != version {
                     return; // superseded by a later submission
                 }
+                self.armed[p] = None;
                 let (_, token) = self.slicers[p].finishing(now);
                 let replica = token as usize;
                 // A batching replica hands the GPU its next batch before the finished one is
@@ -571,7 +579,25 @@ impl<'a> Simulation<'a> {
                     self.release_all(r);
                 }
             }
-            Event::Timeout { req } => self.fail(now, req),
+            Event::Timeout => self.expire(now),
+        }
+    }
+
+    /// Fail every request whose deadline has come, then wait for the oldest one still in
+    /// flight (requests already over are dropped from the queue without an event each).
+    fn expire(&mut self, now: SimTime) {
+        self.timeout_armed = false;
+        while let Some(&(at, req)) = self.deadlines.front() {
+            let active = self.requests[req as usize].status == Status::Active;
+            if active && at > now {
+                self.timeout_armed = true;
+                self.engine.schedule(at, Event::Timeout);
+                return;
+            }
+            self.deadlines.pop_front();
+            if active {
+                self.fail(now, req);
+            }
         }
     }
 
@@ -676,8 +702,13 @@ impl<'a> Simulation<'a> {
             self.users[u as usize].request = Some(id);
         }
         self.counts.started += 1;
-        self.engine
-            .schedule(now.plus(self.timeout_ns), Event::Timeout { req: id });
+        // Deadlines come in start order, so a queue holds them; one event waits on its head.
+        self.deadlines.push_back((now.plus(self.timeout_ns), id));
+        if !self.timeout_armed {
+            self.timeout_armed = true;
+            self.engine
+                .schedule(now.plus(self.timeout_ns), Event::Timeout);
+        }
         if self.routers[Stage::Asr as usize].is_some() {
             self.asr_enter(now, id);
         } else {
@@ -808,8 +839,13 @@ impl<'a> Simulation<'a> {
 
     /// Keep exactly one live completion event per partition.
     fn reschedule(&mut self, part: usize) {
+        let next = self.slicers[part].next_completion();
+        if next == self.armed[part] {
+            return; // the pending event is still right: no new one (and no stale one)
+        }
         self.versions[part] += 1;
-        if let Some(t) = self.slicers[part].next_completion() {
+        self.armed[part] = next;
+        if let Some(t) = next {
             self.engine.schedule(
                 t,
                 Event::DeviceDone {
