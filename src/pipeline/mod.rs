@@ -68,8 +68,8 @@ pub enum Event {
     },
     /// The user streaming request `req` sends audio chunk `idx`.
     Chunk {
-        /// Request index.
-        req: u32,
+        /// Request handle.
+        req: ReqId,
         /// Chunk index.
         idx: u32,
         /// Which attempt of the stream (a retried stream starts again at chunk 0).
@@ -124,6 +124,20 @@ enum Status {
     Cancelled,
 }
 
+/// A request's handle: its slot in the low 32 bits, the slot's generation above. Slots are
+/// reused once a request is over, so memory follows the requests in flight, not the total;
+/// a stale handle (left in a queue, an event or an engine) no longer matches its slot.
+pub type ReqId = u64;
+
+/// The slot a handle points at.
+fn slot(id: ReqId) -> usize {
+    id as u32 as usize
+}
+
+/// A batcher item: the request, and the text tokens of its sentence (TTS; 0 for ASR chunks),
+/// kept with the item so a batch's work never depends on a request that is over.
+type Item = (ReqId, u32);
+
 /// Pipeline stages, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
@@ -134,6 +148,10 @@ enum Stage {
 
 struct Request {
     user: Option<u32>,
+    /// Generation of this slot: a handle whose generation differs names a request that is over.
+    generation: u32,
+    /// Start order among all requests of the run.
+    number: u64,
     status: Status,
     start: SimTime,
     chunks: u32,
@@ -162,7 +180,7 @@ struct Request {
 
 struct User {
     active: bool,
-    request: Option<u32>,
+    request: Option<ReqId>,
     clips_sent: u32,
 }
 
@@ -174,9 +192,9 @@ struct Replica {
     stage: Stage,
     /// Position among its deployment's replicas (the router's index).
     local: usize,
-    batcher: Option<Batcher<u32>>,
+    batcher: Option<Batcher<Item>>,
     /// Requests in the batch running on the GPU.
-    in_flight: Vec<u32>,
+    in_flight: Vec<Item>,
     llm: Option<LlmEngine>,
     /// Batch runtime by size (ASR: the same work every chunk), filled on first use.
     batch_ns: Vec<u64>,
@@ -277,6 +295,8 @@ pub struct Simulation<'a> {
     dynamic_bytes: Vec<u64>,
     peak_bytes: Vec<u64>,
     requests: Vec<Request>,
+    /// Slots of requests that are over, to reuse.
+    free_slots: Vec<u32>,
     users: Vec<User>,
     answers_rng: ChaCha8Rng,
     arrivals_rng: ChaCha8Rng,
@@ -288,7 +308,7 @@ pub struct Simulation<'a> {
     timeout_ns: u64,
     /// Timeout deadlines of started requests, in start order, and whether an
     /// `Event::Timeout` is pending.
-    deadlines: std::collections::VecDeque<(SimTime, u32)>,
+    deadlines: std::collections::VecDeque<(SimTime, ReqId)>,
     timeout_armed: bool,
     /// When the last request completed or failed (an open loop's run ends there).
     last_outcome: SimTime,
@@ -383,6 +403,7 @@ impl<'a> Simulation<'a> {
             dynamic_bytes: vec![0; static_bytes.len()],
             static_bytes,
             requests: Vec::new(),
+            free_slots: Vec::new(),
             users: Vec::new(),
             answers_rng: streams.stream("answers"),
             arrivals_rng: streams.stream("arrivals"),
@@ -513,7 +534,10 @@ impl<'a> Simulation<'a> {
                 let replica = token as usize;
                 // A batching replica hands the GPU its next batch before the finished one is
                 // retired, so that it keeps its turn (see `TimeSlicer::finishing`).
-                let finished = std::mem::take(&mut self.replicas[replica].in_flight);
+                let finished: Vec<ReqId> = std::mem::take(&mut self.replicas[replica].in_flight)
+                    .into_iter()
+                    .map(|(req, _)| req)
+                    .collect();
                 if let Some(b) = self.replicas[replica].batcher.as_mut() {
                     let d = b.finish(now.0);
                     self.apply(now, replica, d);
@@ -572,11 +596,12 @@ impl<'a> Simulation<'a> {
                 let u = &mut self.users[user as usize];
                 u.active = false;
                 if let Some(r) = u.request.take()
-                    && self.requests[r as usize].status == Status::Active
+                    && self.is_active(r)
                 {
-                    self.requests[r as usize].status = Status::Cancelled;
+                    self.requests[slot(r)].status = Status::Cancelled;
                     self.counts.cancelled += 1;
                     self.release_all(r);
+                    self.retire(r);
                 }
             }
             Event::Timeout => self.expire(now),
@@ -588,7 +613,7 @@ impl<'a> Simulation<'a> {
     fn expire(&mut self, now: SimTime) {
         self.timeout_armed = false;
         while let Some(&(at, req)) = self.deadlines.front() {
-            let active = self.requests[req as usize].status == Status::Active;
+            let active = self.is_active(req);
             if active && at > now {
                 self.timeout_armed = true;
                 self.engine.schedule(at, Event::Timeout);
@@ -612,6 +637,12 @@ impl<'a> Simulation<'a> {
         }
     }
 
+    /// Whether `req` names a request that is still in flight (not a stale handle).
+    fn is_active(&self, req: ReqId) -> bool {
+        let r = &self.requests[slot(req)];
+        r.generation == (req >> 32) as u32 && r.status == Status::Active
+    }
+
     /// Requests started and not yet over.
     fn in_flight(&self) -> u64 {
         let c = &self.counts;
@@ -620,7 +651,7 @@ impl<'a> Simulation<'a> {
 
     /// Route `req` into `stage`: pick a replica and count it outstanding there.
     /// `None` when every replica of the stage is down (the gateway answers 503).
-    fn route(&mut self, req: u32, stage: Stage) -> Option<usize> {
+    fn route(&mut self, req: ReqId, stage: Stage) -> Option<usize> {
         let s = stage as usize;
         let router = self.routers[s]
             .as_mut()
@@ -628,14 +659,14 @@ impl<'a> Simulation<'a> {
         let local = router.pick(&mut self.routing_rng)?;
         let global = self.stage_replicas[s][local];
         self.replicas[global].routed += 1;
-        self.requests[req as usize].routed[s] = Some(global as u32);
+        self.requests[slot(req)].routed[s] = Some(global as u32);
         Some(global)
     }
 
     /// `req` is done with `stage`: no longer outstanding on its replica.
-    fn release(&mut self, req: u32, stage: Stage) {
+    fn release(&mut self, req: ReqId, stage: Stage) {
         let s = stage as usize;
-        if let Some(g) = self.requests[req as usize].routed[s].take() {
+        if let Some(g) = self.requests[slot(req)].routed[s].take() {
             let local = self.replicas[g as usize].local;
             self.routers[s]
                 .as_mut()
@@ -644,7 +675,7 @@ impl<'a> Simulation<'a> {
         }
     }
 
-    fn release_all(&mut self, req: u32) {
+    fn release_all(&mut self, req: ReqId) {
         for stage in [Stage::Asr, Stage::Llm, Stage::Tts] {
             self.release(req, stage);
         }
@@ -667,7 +698,6 @@ impl<'a> Simulation<'a> {
             };
             chunks_for(clip, a.chunk_ms)
         });
-        let id = self.requests.len() as u32;
         let answer = Answer::draw_with(
             &self.exp.raw.answers,
             &mut self.answers_rng,
@@ -675,8 +705,10 @@ impl<'a> Simulation<'a> {
             given.and_then(|a| a.output_tokens),
             given.and_then(|a| a.sentences),
         );
-        self.requests.push(Request {
+        let request = Request {
             user,
+            generation: 0,
+            number: self.counts.started,
             status: Status::Active,
             start: now,
             chunks,
@@ -697,7 +729,22 @@ impl<'a> Simulation<'a> {
             attempt: 0,
             delivered: 0,
             retries: 0,
-        });
+        };
+        // Reuse the slot of a request that is over, under its next generation.
+        let id = match self.free_slots.pop() {
+            Some(s) => {
+                let generation = self.requests[s as usize].generation;
+                self.requests[s as usize] = Request {
+                    generation,
+                    ..request
+                };
+                (u64::from(generation) << 32) | u64::from(s)
+            }
+            None => {
+                self.requests.push(request);
+                (self.requests.len() - 1) as u64
+            }
+        };
         if let Some(u) = user {
             self.users[u as usize].request = Some(id);
         }
@@ -717,13 +764,13 @@ impl<'a> Simulation<'a> {
     }
 
     /// Open the audio stream on an ASR replica (again, after a retry).
-    fn asr_enter(&mut self, now: SimTime, req: u32) {
+    fn asr_enter(&mut self, now: SimTime, req: ReqId) {
         if self.route(req, Stage::Asr).is_none() {
             self.counts.unavailable += 1;
             self.fail(now, req);
             return;
         }
-        let r = &mut self.requests[req as usize];
+        let r = &mut self.requests[slot(req)];
         r.chunks_done = 0;
         let attempt = r.attempt;
         self.engine.schedule(
@@ -736,18 +783,18 @@ impl<'a> Simulation<'a> {
         );
     }
 
-    fn chunk(&mut self, now: SimTime, req: u32, idx: u32, attempt: u32) {
-        let r = &self.requests[req as usize];
-        if r.status != Status::Active || r.attempt != attempt {
+    fn chunk(&mut self, now: SimTime, req: ReqId, idx: u32, attempt: u32) {
+        if !self.is_active(req) || self.requests[slot(req)].attempt != attempt {
             return; // the client stopped streaming, or restarted the stream elsewhere
         }
+        let r = &self.requests[slot(req)];
         let replica = r.routed[Stage::Asr as usize].expect("invariant: routed to asr") as usize;
         let chunks = r.chunks;
         let d = self.replicas[replica]
             .batcher
             .as_mut()
             .expect("invariant: asr replicas batch")
-            .push(now.0, req);
+            .push(now.0, (req, 0));
         self.apply(now, replica, d);
         if idx + 1 < chunks {
             let interval = SimTime::from_millis_f64(
@@ -770,7 +817,7 @@ impl<'a> Simulation<'a> {
     }
 
     /// Carry out a batcher's decision.
-    fn apply(&mut self, now: SimTime, replica: usize, d: Decision<u32>) {
+    fn apply(&mut self, now: SimTime, replica: usize, d: Decision<Item>) {
         match d {
             Decision::Wait => {}
             Decision::Arm(at) => self.engine.schedule(
@@ -793,7 +840,7 @@ impl<'a> Simulation<'a> {
 
     /// Runtime of a batch alone on the replica's partition, from the kernel profile at that
     /// size, and (under MPS only) its phases' demands.
-    fn batch_time(&mut self, replica: usize, items: &[u32]) -> (u64, Vec<Demand>) {
+    fn batch_time(&mut self, replica: usize, items: &[Item]) -> (u64, Vec<Demand>) {
         let exp = self.exp;
         let mps = self.slicers[self.replicas[replica].partition].needs_phases();
         let r = &mut self.replicas[replica];
@@ -816,13 +863,7 @@ impl<'a> Simulation<'a> {
                 (r.batch_ns[n], phases)
             }
             ModelKind::Tts(t) => {
-                let tokens: Vec<u32> = items
-                    .iter()
-                    .map(|&q| {
-                        let rq = &self.requests[q as usize];
-                        sentence_tokens(&rq.answer, rq.tts_next as usize)
-                    })
-                    .collect();
+                let tokens: Vec<u32> = items.iter().map(|&(_, tokens)| tokens).collect();
                 let sink = if mps { Some(&mut phases) } else { None };
                 let ns = tts_batch(t, &m.efficiency, part, &tokens, sink).ns();
                 (ns, phases)
@@ -856,10 +897,13 @@ impl<'a> Simulation<'a> {
         }
     }
 
-    fn asr_chunk_done(&mut self, now: SimTime, req: u32) {
-        let r = &mut self.requests[req as usize];
+    fn asr_chunk_done(&mut self, now: SimTime, req: ReqId) {
+        if !self.is_active(req) {
+            return; // the chunk of a request that is over: its result is dropped
+        }
+        let r = &mut self.requests[slot(req)];
         r.chunks_done += 1;
-        if r.status == Status::Active && r.chunks_done == r.chunks {
+        if r.chunks_done == r.chunks {
             r.transcript_at = now;
             self.release(req, Stage::Asr);
             self.llm_enter(now, req);
@@ -867,13 +911,13 @@ impl<'a> Simulation<'a> {
     }
 
     /// The prompt is ready: queue it at an LLM replica.
-    fn llm_enter(&mut self, now: SimTime, req: u32) {
+    fn llm_enter(&mut self, now: SimTime, req: ReqId) {
         let Some(replica) = self.route(req, Stage::Llm) else {
             self.counts.unavailable += 1;
             self.fail(now, req);
             return;
         };
-        let r = &self.requests[req as usize];
+        let r = &self.requests[slot(req)];
         let (prompt, out) = (r.answer.prompt_tokens, r.answer.output_tokens());
         let engine = self.replicas[replica]
             .llm
@@ -943,7 +987,10 @@ impl<'a> Simulation<'a> {
             .expect("invariant: llm replica");
         let plan = engine.plan(
             now.0,
-            |req| requests[req as usize].status == Status::Active,
+            |req| {
+                let r = &requests[slot(req)];
+                r.generation == (req >> 32) as u32 && r.status == Status::Active
+            },
             free,
         );
         self.track_kv(replica);
@@ -951,7 +998,7 @@ impl<'a> Simulation<'a> {
             return; // everything was cancelled; the loop sleeps until the next request
         };
         for &(req, _) in &plan.admitted {
-            self.requests[req as usize].admitted_at = Some(now);
+            self.requests[slot(req)].admitted_at = Some(now);
         }
         for &req in &plan.out_of_memory {
             self.counts.out_of_memory += 1;
@@ -1008,10 +1055,13 @@ impl<'a> Simulation<'a> {
         }
     }
 
-    fn on_token(&mut self, now: SimTime, req: u32, generated: u32) {
+    fn on_token(&mut self, now: SimTime, req: ReqId, generated: u32) {
         let has_tts = self.routers[Stage::Tts as usize].is_some();
-        let r = &mut self.requests[req as usize];
-        if r.status != Status::Active || generated <= r.delivered {
+        if !self.is_active(req) {
+            return;
+        }
+        let r = &mut self.requests[slot(req)];
+        if generated <= r.delivered {
             return; // a retried generation catching up with what the client already has
         }
         r.delivered = generated;
@@ -1028,7 +1078,7 @@ impl<'a> Simulation<'a> {
                 return;
             }
         }
-        let r = &mut self.requests[req as usize];
+        let r = &mut self.requests[slot(req)];
         let next_end = r.answer.sentence_ends.get(r.sentences_ready as usize);
         if next_end == Some(&generated) {
             r.sentences_ready += 1;
@@ -1039,8 +1089,8 @@ impl<'a> Simulation<'a> {
     }
 
     /// Hand the next ready sentence of `req` to its TTS replica, if there is one.
-    fn tts_handover(&mut self, now: SimTime, req: u32) {
-        let r = &self.requests[req as usize];
+    fn tts_handover(&mut self, now: SimTime, req: ReqId) {
+        let r = &self.requests[slot(req)];
         if r.tts_busy || r.tts_next >= r.sentences_ready {
             return;
         }
@@ -1056,23 +1106,24 @@ impl<'a> Simulation<'a> {
                 }
             },
         };
-        let r = &mut self.requests[req as usize];
+        let r = &mut self.requests[slot(req)];
         r.tts_busy = true;
         r.handed_at = now;
+        let tokens = sentence_tokens(&r.answer, r.tts_next as usize);
         let d = self.replicas[replica]
             .batcher
             .as_mut()
             .expect("invariant: tts replicas batch")
-            .push(now.0, req);
+            .push(now.0, (req, tokens));
         self.apply(now, replica, d);
     }
 
-    fn tts_sentence_done(&mut self, now: SimTime, req: u32) {
-        let r = &mut self.requests[req as usize];
-        r.tts_busy = false;
-        if r.status != Status::Active {
+    fn tts_sentence_done(&mut self, now: SimTime, req: ReqId) {
+        if !self.is_active(req) {
             return;
         }
+        let r = &mut self.requests[slot(req)];
+        r.tts_busy = false;
         r.tts_ms.push(now.since(r.handed_at) as f64 / 1e6);
         r.first_audio_at.get_or_insert(now);
         r.tts_next += 1;
@@ -1083,36 +1134,47 @@ impl<'a> Simulation<'a> {
         }
     }
 
-    fn complete(&mut self, now: SimTime, req: u32) {
-        self.requests[req as usize].status = Status::Done;
+    fn complete(&mut self, now: SimTime, req: ReqId) {
+        self.requests[slot(req)].status = Status::Done;
         self.counts.completed += 1;
         self.last_outcome = now;
-        self.output_tokens += u64::from(self.requests[req as usize].answer.output_tokens());
+        self.output_tokens += u64::from(self.requests[slot(req)].answer.output_tokens());
         if let Some(slo) = &self.exp.raw.slo
-            && now.since(self.requests[req as usize].start) as f64 <= slo.request_ms * 1e6
+            && now.since(self.requests[slot(req)].start) as f64 <= slo.request_ms * 1e6
         {
             self.good += 1;
         }
         self.release_all(req);
         self.record(now, req);
         self.request_over(now, req);
+        self.retire(req);
     }
 
     /// `req` fails now (at its timeout, or for a reason the caller has counted).
-    fn fail(&mut self, now: SimTime, req: u32) {
-        let r = &mut self.requests[req as usize];
-        if r.status != Status::Active {
+    fn fail(&mut self, now: SimTime, req: ReqId) {
+        if !self.is_active(req) {
             return;
         }
-        r.status = Status::Failed;
+        self.requests[slot(req)].status = Status::Failed;
         self.counts.failed += 1;
         self.last_outcome = now;
         self.release_all(req);
         self.request_over(now, req);
+        self.retire(req);
     }
 
-    fn record(&mut self, now: SimTime, req: u32) {
-        let r = &self.requests[req as usize];
+    /// `req` is over: its slot is free for the next request, under a new generation, and
+    /// every handle to it still around goes stale.
+    fn retire(&mut self, req: ReqId) {
+        let r = &mut self.requests[slot(req)];
+        r.generation = r.generation.wrapping_add(1);
+        r.tts_ms = Vec::new();
+        r.itl_ms = Vec::new();
+        self.free_slots.push(slot(req) as u32);
+    }
+
+    fn record(&mut self, now: SimTime, req: ReqId) {
+        let r = &self.requests[slot(req)];
         let ms = |a: SimTime, b: SimTime| b.since(a) as f64 / 1e6;
         let s = &mut self.samples;
         if r.chunks > 0 {
@@ -1141,8 +1203,8 @@ impl<'a> Simulation<'a> {
     }
 
     /// A request finished or failed: its user thinks, then starts the next one.
-    fn request_over(&mut self, now: SimTime, req: u32) {
-        let r = &mut self.requests[req as usize];
+    fn request_over(&mut self, now: SimTime, req: ReqId) {
+        let r = &mut self.requests[slot(req)];
         r.tts_ms = Vec::new();
         r.itl_ms = Vec::new();
         let Some(u) = r.user else { return };

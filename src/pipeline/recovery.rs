@@ -2,7 +2,7 @@
 //! GPU work and queues are lost, the requests they held fail or are retried elsewhere by the
 //! gateway, and the replicas come back after their recovery time.
 
-use super::{Event, Simulation, Stage, Status};
+use super::{Event, ReqId, Simulation, Stage};
 use crate::engine::SimTime;
 use crate::experiment::FaultTarget;
 use crate::faults::FaultKind;
@@ -55,10 +55,17 @@ impl Simulation<'_> {
         for &r in &victims {
             self.crash(now, r, downtime, idx);
         }
-        for q in 0..self.requests.len() as u32 {
-            if self.requests[q as usize].status == Status::Active {
-                self.rescue(now, q, &victims, idx);
-            }
+        // In the order the requests started (slots are reused, so not slot order).
+        let mut held: Vec<(u64, ReqId)> = (0..self.requests.len())
+            .map(|s| {
+                let r = &self.requests[s];
+                (r.number, (u64::from(r.generation) << 32) | s as u64)
+            })
+            .filter(|&(_, q)| self.is_active(q))
+            .collect();
+        held.sort_unstable();
+        for (_, q) in held {
+            self.rescue(now, q, &victims, idx);
         }
     }
 
@@ -125,14 +132,14 @@ impl Simulation<'_> {
 
     /// Request `q` held a stage on a replica that just went down: retry that stage on another
     /// replica if the gateway has a retry left, else fail the request.
-    fn rescue(&mut self, now: SimTime, q: u32, victims: &[usize], fault: usize) {
+    fn rescue(&mut self, now: SimTime, q: ReqId, victims: &[usize], fault: usize) {
         for stage in [Stage::Asr, Stage::Llm, Stage::Tts] {
-            let routed = self.requests[q as usize].routed[stage as usize];
+            let routed = self.requests[super::slot(q)].routed[stage as usize];
             if !routed.is_some_and(|g| victims.contains(&(g as usize))) {
                 continue;
             }
             self.release(q, stage);
-            let r = &self.requests[q as usize];
+            let r = &self.requests[super::slot(q)];
             // A TTS session waiting for its next sentence has nothing in flight there: its
             // next sentence simply goes to another replica.
             if stage == Stage::Tts && !r.tts_busy {
@@ -148,25 +155,25 @@ impl Simulation<'_> {
                 self.fail(now, q);
                 return;
             }
-            self.requests[q as usize].retries += 1;
+            self.requests[super::slot(q)].retries += 1;
             self.counts.retried += 1;
             self.faults[fault].retried += 1;
             match stage {
                 Stage::Asr => {
-                    self.requests[q as usize].attempt += 1;
+                    self.requests[super::slot(q)].attempt += 1;
                     self.asr_enter(now, q);
                 }
                 Stage::Llm => self.llm_enter(now, q),
                 Stage::Tts => {
                     // The sentence is sent again; its latency keeps counting from the first send.
-                    let r = &mut self.requests[q as usize];
+                    let r = &mut self.requests[super::slot(q)];
                     r.tts_busy = false;
                     let handed = r.handed_at;
                     self.tts_handover(now, q);
-                    self.requests[q as usize].handed_at = handed;
+                    self.requests[super::slot(q)].handed_at = handed;
                 }
             }
-            if self.requests[q as usize].status != Status::Active {
+            if !self.is_active(q) {
                 return;
             }
         }

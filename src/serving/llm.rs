@@ -46,7 +46,7 @@ pub struct LlmConfig {
 /// A sequence in the engine.
 #[derive(Clone, Copy, Debug)]
 struct Seq {
-    req: u32,
+    req: u64,
     prompt: u32,
     target: u32,
     /// Tokens generated (and streamed) so far.
@@ -92,11 +92,11 @@ pub struct StepPlan {
     /// Sequences in the iteration.
     pub seqs: u64,
     /// Requests admitted for the first time, with the time they waited in the queue (ns).
-    pub admitted: Vec<(u32, u64)>,
+    pub admitted: Vec<(u64, u64)>,
     /// Requests preempted (blocks freed, back to the queue for recompute).
-    pub preempted: Vec<u32>,
+    pub preempted: Vec<u64>,
     /// Requests that failed: their allocation found no memory (on-demand cache).
-    pub out_of_memory: Vec<u32>,
+    pub out_of_memory: Vec<u64>,
 }
 
 /// KV-cache usage integrated over time, for the occupancy report.
@@ -163,7 +163,7 @@ impl LlmEngine {
     }
 
     /// Queue a request at `now_ns`; returns true if the engine was asleep and must be woken.
-    pub fn enqueue(&mut self, now_ns: u64, req: u32, prompt: u32, target: u32) -> bool {
+    pub fn enqueue(&mut self, now_ns: u64, req: u64, prompt: u32, target: u32) -> bool {
         self.waiting.push_back(Seq {
             req,
             prompt: prompt.max(1),
@@ -225,7 +225,7 @@ impl LlmEngine {
     pub fn plan(
         &mut self,
         now_ns: u64,
-        live: impl Fn(u32) -> bool,
+        live: impl Fn(u64) -> bool,
         free_blocks: u64,
     ) -> Option<StepPlan> {
         self.account(now_ns);
@@ -356,7 +356,7 @@ impl LlmEngine {
     /// The iteration finished at `now_ns`. Every scheduled token's KV is now computed; each
     /// sequence whose cache is complete samples one token. Returns `(request, tokens
     /// generated so far)` per sampled token; finished sequences leave and free their blocks.
-    pub fn finish_step(&mut self, now_ns: u64) -> Vec<(u32, u32)> {
+    pub fn finish_step(&mut self, now_ns: u64) -> Vec<(u64, u32)> {
         self.account(now_ns);
         let mut out = Vec::with_capacity(self.running.len());
         for s in &mut self.running {
@@ -540,11 +540,11 @@ mod tests {
         ) {
             let mut e = LlmEngine::new(cfg(seqs, budget, blocks));
             let mut t = 0u64;
-            let mut pending: Vec<(u32, u32, u32, u64, bool)> = reqs
+            let mut pending: Vec<(u64, u32, u32, u64, bool)> = reqs
                 .iter()
                 .enumerate()
                 .filter(|(_, r)| e.fits(r.0, r.1))
-                .map(|(i, r)| (i as u32, r.0, r.1, r.2, r.3))
+                .map(|(i, r)| (i as u64, r.0, r.1, r.2, r.3))
                 .collect();
             pending.sort_by_key(|p| p.3);
             let n = reqs.len();
