@@ -77,6 +77,17 @@ impl BusyTimeline {
         if to <= from || (busy == 0 && switching == 0) {
             return;
         }
+        let b = (from.0 / self.bucket_ns) as usize;
+        if to.0 <= (b as u64 + 1) * self.bucket_ns {
+            // Within one bucket (the usual case): no spreading needed.
+            if self.busy_ns.len() <= b {
+                self.busy_ns.resize(b + 1, 0);
+                self.switching_ns.resize(b + 1, 0);
+            }
+            self.busy_ns[b] += busy;
+            self.switching_ns[b] += switching;
+            return;
+        }
         let span = u128::from(to.0 - from.0);
         // Share of `total` falling in from..x, rounded down; differences give each bucket's.
         let upto = |total: u64, x: u64| -> u64 {

@@ -32,6 +32,8 @@ pub struct Router {
     policy: RoutingPolicy,
     outstanding: Vec<u32>,
     up: Vec<bool>,
+    /// Replicas down.
+    down: usize,
     cursor: usize,
 }
 
@@ -43,6 +45,7 @@ impl Router {
             policy,
             outstanding: vec![0; replicas],
             up: vec![true; replicas],
+            down: 0,
             cursor: 0,
         }
     }
@@ -66,6 +69,20 @@ impl Router {
                     .min_by_key(|&i| self.outstanding[i])?;
                 self.cursor = (i + 1) % n;
                 i
+            }
+            // All up (the usual case): draw among all without building a list.
+            RoutingPolicy::PowerOfTwo if self.down == 0 => {
+                if n == 1 {
+                    0
+                } else {
+                    let a = rng.random_range(0..n);
+                    let b = (a + rng.random_range(1..n)) % n;
+                    if self.outstanding[b] < self.outstanding[a] {
+                        b
+                    } else {
+                        a
+                    }
+                }
             }
             RoutingPolicy::PowerOfTwo => {
                 let live: Vec<usize> = (0..n).filter(up).collect();
@@ -91,7 +108,14 @@ impl Router {
 
     /// Mark replica `i` up (serving) or down (crashed, restarting): down replicas get nothing.
     pub fn set_up(&mut self, i: usize, up: bool) {
-        self.up[i] = up;
+        if self.up[i] != up {
+            self.up[i] = up;
+            if up {
+                self.down -= 1;
+            } else {
+                self.down += 1;
+            }
+        }
     }
 
     /// Whether replica `i` is up.
