@@ -35,6 +35,9 @@ enum Command {
         /// Use this seed instead of the experiment's.
         #[arg(long)]
         seed: Option<u64>,
+        /// No progress display (it is shown on a terminal only anyway).
+        #[arg(long)]
+        quiet: bool,
         #[command(flatten)]
         plot: PlotArgs,
     },
@@ -175,6 +178,7 @@ fn run(cli: Cli) -> Result<(), String> {
             experiment,
             out,
             seed,
+            quiet,
             plot,
         } => {
             let charts = plot.target(out.as_deref())?;
@@ -182,7 +186,11 @@ fn run(cli: Cli) -> Result<(), String> {
             if let Some(s) = seed {
                 exp.raw.seed = s;
             }
-            finish(vec![results::run_experiment(&exp)], out, charts)
+            finish(
+                vec![results::run_experiment_with_progress(&exp, quiet)],
+                out,
+                charts,
+            )
         }
         Command::Study {
             study,

@@ -313,6 +313,10 @@ pub fn table(runs: &[RunSummary]) -> String {
         "\nbusy fraction per partition (switching), memory GB used/total"
     );
     for r in runs {
+        if r.partitions.len() > CONDENSE_ABOVE {
+            let _ = writeln!(s, "{:<24} {}", r.name, condensed_partitions(r));
+            continue;
+        }
         let parts: Vec<String> = r
             .partitions
             .iter()
@@ -339,6 +343,10 @@ pub fn table(runs: &[RunSummary]) -> String {
         "\nreplicas: requests routed, mean batch (chunks, sentences or sequences per run)"
     );
     for r in runs {
+        if r.replicas.len() > CONDENSE_ABOVE {
+            let _ = writeln!(s, "{:<24} {}", r.name, condensed_replicas(r));
+            continue;
+        }
         let reps: Vec<String> = r
             .replicas
             .iter()
@@ -373,6 +381,23 @@ pub fn table(runs: &[RunSummary]) -> String {
                 ))
             })
             .collect();
+        let reps = if reps.len() > CONDENSE_ABOVE {
+            // Many LLM replicas: the spread of their figures instead of each one.
+            let kvs: Vec<&KvReport> = r.replicas.iter().filter_map(|x| x.kv.as_ref()).collect();
+            let peak = kvs
+                .iter()
+                .filter_map(|k| k.peak_occupancy)
+                .fold(0.0f64, f64::max);
+            let pre: u64 = kvs.iter().map(|k| k.preemptions).sum();
+            vec![format!(
+                "{}x LLM replicas: KV peak occupancy up to {:.0}%, {} preemptions in all",
+                kvs.len(),
+                peak * 100.0,
+                pre
+            )]
+        } else {
+            reps
+        };
         let _ = writeln!(
             s,
             "{:<24} {:>8.0} tok/s  queue {:.0}/{:.0}  tpot {:.1}/{:.1}  {}",
@@ -412,6 +437,71 @@ pub fn table(runs: &[RunSummary]) -> String {
         }
     }
     s
+}
+
+/// Above this many partitions or replicas a run's table lines are grouped (a fleet would
+/// print thousands of entries otherwise).
+const CONDENSE_ABOVE: usize = 12;
+
+/// Partitions grouped by kind and models: count, mean busy (switching), memory per partition.
+fn condensed_partitions(r: &RunSummary) -> String {
+    let mut groups: std::collections::BTreeMap<(String, String), Vec<&PartitionUsage>> =
+        std::collections::BTreeMap::new();
+    for p in &r.partitions {
+        groups
+            .entry((p.partition.clone(), p.models.join("+")))
+            .or_default()
+            .push(p);
+    }
+    let lines: Vec<String> = groups
+        .iter()
+        .map(|((label, models), ps)| {
+            let n = ps.len() as f64;
+            let mean =
+                |f: &dyn Fn(&PartitionUsage) -> f64| ps.iter().map(|p| f(p)).sum::<f64>() / n;
+            let sw = mean(&|p| p.switching_fraction);
+            format!(
+                "{}x {} [{}] {:.0}%{} {:.0}/{:.0}",
+                ps.len(),
+                label,
+                if models.is_empty() { "idle" } else { models },
+                mean(&|p| p.busy_fraction) * 100.0,
+                if sw > 0.0 {
+                    format!(" (+{:.1}%)", sw * 100.0)
+                } else {
+                    String::new()
+                },
+                mean(&|p| p.memory_used_gb),
+                mean(&|p| p.memory_total_gb)
+            )
+        })
+        .collect();
+    lines.join("  ")
+}
+
+/// Replicas grouped by model: count, requests routed in all, mean batch over all batches.
+fn condensed_replicas(r: &RunSummary) -> String {
+    let mut groups: std::collections::BTreeMap<&str, (usize, u64, u64, f64)> =
+        std::collections::BTreeMap::new();
+    for x in &r.replicas {
+        let g = groups.entry(&x.model).or_default();
+        g.0 += 1;
+        g.1 += x.routed;
+        g.2 += x.batches;
+        g.3 += x.mean_batch * x.batches as f64;
+    }
+    let lines: Vec<String> = groups
+        .iter()
+        .map(|(m, (n, routed, batches, items))| {
+            let b = if *batches == 0 {
+                0.0
+            } else {
+                items / *batches as f64
+            };
+            format!("{n}x {m} {routed} b{b:.2}")
+        })
+        .collect();
+    lines.join("  ")
 }
 
 /// Stages shown in the printed table (all of [`STAGES`] are in the files).

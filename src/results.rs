@@ -78,6 +78,15 @@ pub fn run_experiment(exp: &Experiment) -> (RunSummary, RunDetail) {
     (report::summarise(exp, &r), detail(exp, &r))
 }
 
+/// [`run_experiment`] with a progress display of simulated time and events per second on
+/// stderr (hidden when stderr is not a terminal or with `quiet`).
+pub fn run_experiment_with_progress(exp: &Experiment, quiet: bool) -> (RunSummary, RunDetail) {
+    let bar = crate::progress::RunProgress::new(&exp.raw.name, exp.duration_s, quiet);
+    let r = Simulation::new(exp).run_observed(|t, events| bar.update(t.as_secs_f64(), events));
+    bar.finish();
+    (report::summarise(exp, &r), detail(exp, &r))
+}
+
 /// Simulate every experiment (in parallel, one run per task); results in input order.
 pub fn run_all(exps: &[Experiment]) -> Vec<(RunSummary, RunDetail)> {
     exps.par_iter().map(run_experiment).collect()

@@ -430,7 +430,13 @@ impl<'a> Simulation<'a> {
     }
 
     /// Run to the end and return the results.
-    pub fn run(mut self) -> RunResult {
+    pub fn run(self) -> RunResult {
+        self.run_observed(|_, _| {})
+    }
+
+    /// [`Self::run`], calling `progress(simulated time, events so far)` every 65,536 events
+    /// (for a progress display; it cannot change the run).
+    pub fn run_observed(mut self, mut progress: impl FnMut(SimTime, u64)) -> RunResult {
         match &self.exp.raw.workload {
             WorkloadSpec::ClosedLoop(c) => {
                 for u in 0..c.users {
@@ -464,6 +470,9 @@ impl<'a> Simulation<'a> {
                 break;
             }
             self.handle(now, ev);
+            if self.engine.processed() & 0xFFFF == 0 {
+                progress(now, self.engine.processed());
+            }
             // An open loop is over once no request is in flight and none is to come (the
             // pending timeouts of finished requests do not extend it).
             if !closed && self.next_arrival.is_none() && self.in_flight() == 0 {
