@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use gpushare::calibrate;
 use gpushare::cli;
 use gpushare::error::InputError;
 use gpushare::experiment::Experiment;
@@ -99,6 +100,13 @@ enum Command {
     Mig {
         #[command(subcommand)]
         command: MigCommand,
+    },
+    /// List this node's GPUs through NVML (or a recording) and write them as a cluster file.
+    Inventory(calibrate::commands::InventoryArgs),
+    /// Record NVML samples, fit model profiles to measurements, validate them (read-only).
+    Calibrate {
+        #[command(subcommand)]
+        command: calibrate::commands::CalibrateCommand,
     },
 }
 
@@ -198,6 +206,11 @@ fn run(cli: Cli) -> Result<(), String> {
             finish(results::run_all(&s.experiments), out, charts)
         }
         Command::Mig { command } => mig(&catalogue, command),
+        Command::Inventory(args) => calibrate::commands::inventory_command(&args, &catalogue),
+        Command::Calibrate { command } => {
+            let stop = interrupt_flag();
+            calibrate::commands::calibrate_command(&command, stop, &catalogue)
+        }
         Command::Sweep {
             sweep,
             out,
@@ -288,6 +301,14 @@ fn mig(catalogue: &Catalogue, cmd: MigCommand) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// A flag raised by Ctrl-C (or SIGTERM), so that a recording ends cleanly.
+fn interrupt_flag() -> &'static std::sync::atomic::AtomicBool {
+    static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    // Without a handler Ctrl-C still ends the program, as it always did.
+    let _ = ctrlc::set_handler(|| STOP.store(true, std::sync::atomic::Ordering::SeqCst));
+    &STOP
 }
 
 #[cfg(unix)]
