@@ -230,7 +230,7 @@ fn mig_instances(
 
 /// The catalogue profile of MIG device `m`: by the driver's profile id, else by the name NVML
 /// gives the device.
-fn profile_of(m: &MigDeviceInfo, spec: &GpuSpec) -> Result<String, String> {
+pub fn profile_of(m: &MigDeviceInfo, spec: &GpuSpec) -> Result<String, String> {
     if let Some(gi) = m.gpu_instance.get()
         && let Some(p) = spec.mig_profiles.iter().find(|p| p.id == gi.profile_id)
     {
@@ -367,8 +367,9 @@ fn process_lines(
     }
 }
 
-/// The inventory as a table for people.
-pub fn table(node: &Node, resolved: &Resolved) -> String {
+/// The inventory as a table for people. SM counts NVML does not give (it gives them for MIG
+/// devices only) come from the catalogue, marked `*`.
+pub fn table(node: &Node, resolved: &Resolved, cat: &Catalogue) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
@@ -387,6 +388,7 @@ pub fn table(node: &Node, resolved: &Resolved) -> String {
         "{:<4} {:<24} {:<12} {:<11} {:>10} {:>4}  {:<9} catalogue",
         "gpu", "name", "uuid", "pci id", "memory", "SMs", "MIG"
     );
+    let mut from_catalogue = false;
     for g in &node.gpus {
         let mig = g.mig_mode.get().map_or("n/a".to_string(), |m| {
             if m.current == m.pending {
@@ -395,14 +397,22 @@ pub fn table(node: &Node, resolved: &Resolved) -> String {
                 format!("{}->{}", on_off(m.current), on_off(m.pending))
             }
         });
-        let cat = match resolved.gpus.iter().find(|r| r.index == g.index) {
+        let matched = match resolved.gpus.iter().find(|r| r.index == g.index) {
             Some(r) => format!("{} (by {})", r.key, r.matched_by.words()),
             None => "not simulated".to_string(),
         };
         let short_uuid: String = g.uuid.chars().take(12).collect();
+        let sms = match (g.sms.get(), match_gpu(cat, g)) {
+            (Some(n), _) => n.to_string(),
+            (None, Some((spec, _))) => {
+                from_catalogue = true;
+                format!("{}*", spec.sms)
+            }
+            (None, None) => "?".to_string(),
+        };
         let _ = writeln!(
             t,
-            "{:<4} {:<24} {:<12} {:<11} {:>10} {:>4}  {:<9} {cat}",
+            "{:<4} {:<24} {:<12} {:<11} {:>10} {:>4}  {:<9} {}",
             g.index,
             g.name,
             short_uuid,
@@ -410,8 +420,9 @@ pub fn table(node: &Node, resolved: &Resolved) -> String {
             g.memory_total_bytes
                 .get()
                 .map_or("?".to_string(), |b| gib(*b)),
-            g.sms.get().map_or("?".to_string(), u32::to_string),
-            mig
+            sms,
+            mig,
+            matched
         );
         for m in &g.mig_devices {
             let gi = m.gpu_instance.get();
@@ -440,6 +451,12 @@ pub fn table(node: &Node, resolved: &Resolved) -> String {
             process_lines(&mut t, "         ", &m.processes);
         }
         process_lines(&mut t, "     ", &g.processes);
+    }
+    if from_catalogue {
+        let _ = writeln!(
+            t,
+            "* SMs from the GPU catalogue: NVML gives SM counts for MIG devices only"
+        );
     }
     for (i, why) in &resolved.left_out {
         let _ = writeln!(t, "GPU {i} not simulated: {why}");

@@ -128,7 +128,7 @@ pub fn levenberg_marquardt(
             if fixed[j] {
                 continue;
             }
-            let h = 1e-6 * theta[j].abs().max(1e-6 * (hi[j] - lo[j]).abs().max(1e-12));
+            let h = 1e-4 * theta[j].abs().max(1e-4 * (hi[j] - lo[j]).abs().max(1e-12));
             let mut t2 = theta.clone();
             t2[j] += h;
             let r2 = residuals(&t2);

@@ -29,6 +29,30 @@ pub fn llm_alone(
     prompt: u32,
     output: u32,
 ) -> (u64, u64) {
+    let d = llm_alone_detail(l, m, part, max_batched_tokens, prompt, output);
+    (d.first_token_ns, d.last_token_ns)
+}
+
+/// [`llm_alone`] with the time its kernels kept the GPU busy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LlmAlone {
+    /// First token, ns after arrival.
+    pub first_token_ns: u64,
+    /// Last token, ns after arrival.
+    pub last_token_ns: u64,
+    /// Kernel time (`max(compute, memory)` of each iteration, no launch overhead), ns.
+    pub kernel_ns: f64,
+}
+
+/// See [`llm_alone`].
+pub fn llm_alone_detail(
+    l: &LlmProfile,
+    m: &ModelProfile,
+    part: &Partition,
+    max_batched_tokens: u32,
+    prompt: u32,
+    output: u32,
+) -> LlmAlone {
     let mut engine = LlmEngine::new(LlmConfig {
         max_num_seqs: 1,
         max_batched_tokens,
@@ -39,14 +63,16 @@ pub fn llm_alone(
     });
     let overhead_ns = crate::engine::SimTime::from_micros_f64(l.step_overhead_us).0;
     engine.enqueue(0, 0, prompt.max(1), output.max(1));
-    let (mut now, mut first, mut last) = (0u64, None, 0u64);
+    let (mut now, mut first, mut last, mut kernel) = (0u64, None, 0u64, 0.0);
     while engine.has_work() {
         now += overhead_ns;
         let Some(plan) = engine.plan(now, |_| true, 0) else {
             break;
         };
         let work = l.step_work(plan.prefill_tokens, plan.decode_seqs, plan.context_tokens);
-        now += exec_time(&work, part, &m.efficiency).ns();
+        let b = exec_time(&work, part, &m.efficiency);
+        kernel += b.total_ns - b.launch_ns;
+        now += b.ns();
         for (_, generated) in engine.finish_step(now) {
             if generated == 1 {
                 first = Some(now);
@@ -54,7 +80,11 @@ pub fn llm_alone(
             last = now;
         }
     }
-    (first.unwrap_or(last), last)
+    LlmAlone {
+        first_token_ns: first.unwrap_or(last),
+        last_token_ns: last,
+        kernel_ns: kernel,
+    }
 }
 
 #[cfg(test)]

@@ -63,11 +63,7 @@ impl LiveNvml {
     fn utilization_error(&self, gpu: u32, e: WrapperError) -> CallError {
         let e = call_error(e);
         if e.kind == CallErrorKind::NotSupported && self.mig_enabled(gpu) {
-            CallError::new(
-                CallErrorKind::NotSupported,
-                "on MIG-enabled GPUs: NVML does not attribute utilization to MIG instances \
-                 (DCGM does, per GPU instance)",
-            )
+            CallError::new(CallErrorKind::NotSupported, super::MIG_NO_UTILIZATION)
         } else {
             e
         }

@@ -23,6 +23,10 @@ pub use recorded::RecordedNvml;
 /// Environment variable naming the NVML library to load instead of `libnvidia-ml.so.1`.
 pub const LIB_ENV: &str = "GPUSHARE_NVML_LIB";
 
+/// Why NVML gives no utilization on a GPU in MIG mode (after `NotSupported`).
+pub const MIG_NO_UTILIZATION: &str = "on MIG-enabled GPUs: NVML does not attribute \
+     utilization to MIG instances (DCGM does, per GPU instance)";
+
 /// The library NVML is loaded from by default (Linux).
 pub const DEFAULT_LIB: &str = "libnvidia-ml.so.1";
 
