@@ -190,6 +190,7 @@ fn run(cli: Cli) -> Result<(), String> {
             if let Some(s) = seed {
                 exp.raw.seed = s;
             }
+            warn_provenance(std::slice::from_ref(&exp));
             finish(vec![results::run_experiment(&exp)], out, charts)
         }
         Command::Study {
@@ -200,6 +201,7 @@ fn run(cli: Cli) -> Result<(), String> {
         } => {
             let charts = plot.target(out.as_deref())?;
             let mut s = Study::load(&study, &catalogue).map_err(|e| e.to_string())?;
+            warn_provenance(&s.experiments);
             if let Some(seed) = seed {
                 s.experiments.iter_mut().for_each(|e| e.raw.seed = seed);
             }
@@ -208,7 +210,13 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Mig { command } => mig(&catalogue, command),
         Command::Inventory(args) => calibrate::commands::inventory_command(&args, &catalogue),
         Command::Calibrate { command } => {
-            let stop = interrupt_flag();
+            // Only a recording stops on Ctrl-C by itself; other commands keep the default.
+            static NEVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            let stop = if command.records() {
+                interrupt_flag()
+            } else {
+                &NEVER
+            };
             calibrate::commands::calibrate_command(&command, stop, &catalogue)
         }
         Command::Sweep {
@@ -299,6 +307,15 @@ fn mig(catalogue: &Catalogue, cmd: MigCommand) -> Result<(), String> {
                 );
             }
             Ok(())
+        }
+    }
+}
+
+/// Warn about fitted profiles run on another GPU or partition than they were measured on.
+fn warn_provenance(exps: &[Experiment]) {
+    for e in exps {
+        for w in calibrate::validate::provenance_warnings(e, None) {
+            eprintln!("warning: {}: {w}", e.raw.name);
         }
     }
 }

@@ -103,6 +103,13 @@ pub struct ValidateArgs {
     pub out: Option<PathBuf>,
 }
 
+impl CalibrateCommand {
+    /// Whether the command records (and so should stop cleanly on Ctrl-C).
+    pub fn records(&self) -> bool {
+        matches!(self, CalibrateCommand::Record(_))
+    }
+}
+
 /// `gpushare calibrate record`.
 #[derive(clap::Args, Debug)]
 pub struct RecordArgs {

@@ -182,6 +182,8 @@ struct Body {
 /// One execution on the GPU: a batch of calls that started and ended together.
 struct Exec {
     line: u64,
+    start_ns: i128,
+    end_ns: i128,
     n: u32,
     /// TTS: text tokens of each sentence in the batch.
     tokens: Vec<u32>,
@@ -229,6 +231,8 @@ fn executions(
         }
         out.push(Exec {
             line: group.iter().map(|c| c.line).min().unwrap_or(0),
+            start_ns: start,
+            end_ns: end,
             n,
             tokens,
             y_ns: (end - start) as f64,
@@ -307,7 +311,19 @@ fn fit_batched(
     let (a2, b2, sep) = lsq::two(&l, &g, &y);
     let sum = |v: &[f64]| v.iter().sum::<f64>();
     let (first, last) = input.log.span_ns();
-    let span_ns = (last - first) as f64;
+    // The base profile's GPU time of the executions within the window the recording's
+    // utilization covers (the whole log when the two cannot be lined up).
+    let (from, to) = meas.busy_window.unwrap_or((first, last));
+    let busy_span = (to - from) as f64;
+    let g_in: f64 = execs
+        .iter()
+        .zip(&g)
+        .map(|(e, gi)| {
+            let overlap = (e.end_ns.min(to) - e.start_ns.max(from)).max(0) as f64;
+            let len = (e.end_ns - e.start_ns) as f64;
+            if len > 0.0 { gi * overlap / len } else { 0.0 }
+        })
+        .sum();
     let (alpha, beta, method) = if sep >= SEPARABLE && a2 > 0.0 && b2 > 0.0 {
         (
             a2,
@@ -317,7 +333,7 @@ fn fit_batched(
                 .to_string(),
         )
     } else if let Some(u) = meas.busy {
-        let beta = u * span_ns / sum(&g);
+        let beta = u * busy_span / g_in;
         let mut alpha = (sum(&y) - beta * sum(&g)) / sum(&l);
         if alpha < 0.0 {
             warnings.push(format!(
@@ -420,7 +436,7 @@ fn fit_batched(
         ));
     }
     if let Some(u) = meas.busy {
-        let fitted_busy = beta * sum(&g) / span_ns;
+        let fitted_busy = beta * g_in / busy_span;
         notes.push(format!(
             "kernel-busy fraction: measured {:.1}% (NVML utilization over {}), fitted profile \
              {:.1}%",

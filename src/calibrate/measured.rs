@@ -199,6 +199,8 @@ pub struct Measured {
     pub busy: Option<f64>,
     /// Why `busy` is absent.
     pub busy_absent: Option<String>,
+    /// The time `busy` covers on the log's clock (Unix ns), when the two line up.
+    pub busy_window: Option<(i128, i128)>,
     /// Most memory the device's processes (or `pid`) held in one sample, bytes.
     pub memory_peak_bytes: Option<u64>,
     /// Samples used.
@@ -215,20 +217,29 @@ pub fn measure(rec: &Recording, dev: &Device, log: &RequestLog, pid: Option<u32>
     let mut warnings = Vec::new();
     let (first, last) = log.span_ns();
     let start = rec.started_unix_ns();
+    let period = i128::from(rec.header.interval_ms) * 1_000_000;
     let in_window: Vec<usize> = match start {
         Some(s) if first >= UNIX_2000_NS => rec
             .samples
             .iter()
             .enumerate()
             .filter(|(_, x)| {
+                // A sample describes the interval before it: keep those wholly inside the log.
                 let t = s + i128::from(x.t_ms) * 1_000_000;
-                t >= first && t <= last
+                t - period >= first && t <= last
             })
             .map(|(i, _)| i)
             .collect(),
         _ => Vec::new(),
     };
     let aligned = start.is_some() && first >= UNIX_2000_NS;
+    let busy_window = match (start, in_window.first(), in_window.last()) {
+        (Some(s), Some(&a), Some(&b)) if aligned => Some((
+            s + i128::from(rec.samples[a].t_ms) * 1_000_000 - period,
+            s + i128::from(rec.samples[b].t_ms) * 1_000_000,
+        )),
+        _ => None,
+    };
     let (use_idx, window) = if aligned && !in_window.is_empty() {
         (
             in_window,
@@ -316,6 +327,7 @@ pub fn measure(rec: &Recording, dev: &Device, log: &RequestLog, pid: Option<u32>
         })
         .max();
     Measured {
+        busy_window: busy.and(busy_window),
         busy,
         busy_absent,
         memory_peak_bytes: peak,
