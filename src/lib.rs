@@ -18,9 +18,12 @@
 //! - [`plot`]: report charts (PNG, SVG) from a results folder.
 //! - [`progress`]: the progress bar of long commands.
 //! - [`cli`]: the sweep, merge and plot commands behind the binary.
+//! - [`nvml`], [`calibrate`]: the node read through NVML (live or recorded), recordings, fitted
+//!   profiles and measured-vs-simulated validation.
 #![deny(missing_docs)]
 
 pub mod arrivals;
+pub mod calibrate;
 pub mod cli;
 pub mod config;
 pub mod engine;
@@ -29,6 +32,7 @@ pub mod experiment;
 pub mod faults;
 pub mod hardware;
 pub mod metrics;
+pub mod nvml;
 pub mod pipeline;
 pub mod plot;
 pub mod profile;

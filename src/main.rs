@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use gpushare::calibrate;
 use gpushare::cli;
 use gpushare::error::InputError;
 use gpushare::experiment::Experiment;
@@ -103,6 +104,13 @@ enum Command {
         #[command(subcommand)]
         command: MigCommand,
     },
+    /// List this node's GPUs through NVML (or a recording) and write them as a cluster file.
+    Inventory(calibrate::commands::InventoryArgs),
+    /// Record NVML samples, fit model profiles to measurements, validate them (read-only).
+    Calibrate {
+        #[command(subcommand)]
+        command: calibrate::commands::CalibrateCommand,
+    },
 }
 
 /// Charts after a command that writes results.
@@ -186,6 +194,7 @@ fn run(cli: Cli) -> Result<(), String> {
             if let Some(s) = seed {
                 exp.raw.seed = s;
             }
+            warn_provenance(std::slice::from_ref(&exp));
             finish(
                 vec![results::run_experiment_with_progress(&exp, quiet)],
                 out,
@@ -200,12 +209,24 @@ fn run(cli: Cli) -> Result<(), String> {
         } => {
             let charts = plot.target(out.as_deref())?;
             let mut s = Study::load(&study, &catalogue).map_err(|e| e.to_string())?;
+            warn_provenance(&s.experiments);
             if let Some(seed) = seed {
                 s.experiments.iter_mut().for_each(|e| e.raw.seed = seed);
             }
             finish(results::run_all(&s.experiments), out, charts)
         }
         Command::Mig { command } => mig(&catalogue, command),
+        Command::Inventory(args) => calibrate::commands::inventory_command(&args, &catalogue),
+        Command::Calibrate { command } => {
+            // Only a recording stops on Ctrl-C by itself; other commands keep the default.
+            static NEVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            let stop = if command.records() {
+                interrupt_flag()
+            } else {
+                &NEVER
+            };
+            calibrate::commands::calibrate_command(&command, stop, &catalogue)
+        }
         Command::Sweep {
             sweep,
             out,
@@ -296,6 +317,23 @@ fn mig(catalogue: &Catalogue, cmd: MigCommand) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// Warn about fitted profiles run on another GPU or partition than they were measured on.
+fn warn_provenance(exps: &[Experiment]) {
+    for e in exps {
+        for w in calibrate::validate::provenance_warnings(e, None) {
+            eprintln!("warning: {}: {w}", e.raw.name);
+        }
+    }
+}
+
+/// A flag raised by Ctrl-C (or SIGTERM), so that a recording ends cleanly.
+fn interrupt_flag() -> &'static std::sync::atomic::AtomicBool {
+    static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    // Without a handler Ctrl-C still ends the program, as it always did.
+    let _ = ctrlc::set_handler(|| STOP.store(true, std::sync::atomic::Ordering::SeqCst));
+    &STOP
 }
 
 #[cfg(unix)]

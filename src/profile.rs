@@ -255,6 +255,44 @@ pub struct ModelProfile {
     /// Kind and kind-specific profile.
     #[serde(flatten)]
     pub kind: ModelKind,
+    /// Where a fitted profile came from (`gpushare calibrate fit`); absent when hand-written.
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
+}
+
+/// Provenance of a profile fitted to measurements, as `gpushare calibrate fit` writes it: the
+/// GPU and driver measured, when, from which files, and how well the fit matched. Loading an
+/// experiment that runs the profile on another GPU type or partition gives a warning.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// The program that fitted it, e.g. `gpushare 0.1.0`.
+    pub tool: String,
+    /// When the measurement started (the recording's start, RFC 3339).
+    pub date: String,
+    /// Catalogue key of the GPU measured, e.g. `a100-80gb`.
+    pub gpu: String,
+    /// The GPU as NVML named it.
+    pub gpu_name: String,
+    /// The partition measured: `whole GPU` or a MIG profile such as `3g.40gb`.
+    pub partition: String,
+    /// Driver version of the measurement.
+    #[serde(default)]
+    pub driver_version: Option<String>,
+    /// CUDA driver version of the measurement.
+    #[serde(default)]
+    pub cuda_version: Option<String>,
+    /// The profile the fit started from (its other numbers are kept).
+    pub base_profile: String,
+    /// The recording's file name.
+    pub recording: String,
+    /// The request log's file name.
+    pub requests: String,
+    /// Which parameters were fitted, and how.
+    pub method: String,
+    /// Fit quality (R², residuals, observations), for the record.
+    #[serde(default)]
+    pub fit: toml::Table,
 }
 
 impl ModelProfile {

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per area.
 
 mod arrivals;
+mod calibrate;
 mod cli;
 mod faults;
 mod invariants;
