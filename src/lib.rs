@@ -29,6 +29,7 @@ pub mod experiment;
 pub mod faults;
 pub mod hardware;
 pub mod metrics;
+pub mod operator;
 pub mod pipeline;
 pub mod plot;
 pub mod profile;

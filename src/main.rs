@@ -100,6 +100,37 @@ enum Command {
         #[command(subcommand)]
         command: MigCommand,
     },
+    /// Read and write the GPU Operator's own files (mig-parted config, device-plugin config,
+    /// Deployments).
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Build an experiment from a cluster.yaml and the files it names, with the load, pipeline
+    /// and serving settings of a base experiment.
+    Import {
+        /// Cluster description (YAML) naming the mig-parted, device-plugin and workloads files.
+        cluster: PathBuf,
+        /// Experiment file giving the rest (workload, audio, answers, routing, batching).
+        #[arg(long)]
+        base: PathBuf,
+        /// Write the experiment here (TOML) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write an experiment's cluster as GPU Operator files: cluster.yaml, the mig-parted and
+    /// device-plugin ConfigMaps, and the Deployments.
+    Export {
+        /// Experiment file (TOML).
+        experiment: PathBuf,
+        /// Folder for the files.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Charts after a command that writes results.
@@ -198,6 +229,14 @@ fn run(cli: Cli) -> Result<(), String> {
             finish(results::run_all(&s.experiments), out, charts)
         }
         Command::Mig { command } => mig(&catalogue, command),
+        Command::Operator { command } => match command {
+            OperatorCommand::Import { cluster, base, out } => {
+                cli::operator_import(&catalogue, &cluster, &base, out.as_deref())
+            }
+            OperatorCommand::Export { experiment, out } => {
+                cli::operator_export(&catalogue, &experiment, &out)
+            }
+        },
         Command::Sweep {
             sweep,
             out,

@@ -5,6 +5,7 @@ mod cli;
 mod faults;
 mod invariants;
 mod mps;
+mod operator;
 mod plot;
 mod seed;
 mod serving;
