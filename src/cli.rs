@@ -167,3 +167,51 @@ pub fn operator_export(catalogue: &Catalogue, experiment: &Path, out: &Path) -> 
     println!("apply them as {} says", out.join("cluster.yaml").display());
     Ok(())
 }
+
+/// `plan`: search, print the ranked table, write the results folder (and chart).
+pub fn plan(
+    catalogue: &Catalogue,
+    path: &Path,
+    out: Option<PathBuf>,
+    plot: bool,
+    top: usize,
+    quiet: bool,
+) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let progress = |g: u32, n: usize| {
+        if !quiet {
+            eprintln!("  {g} GPUs: {n} configurations");
+        }
+    };
+    if !quiet {
+        eprintln!("calibrating and bounding each model, then searching by GPU count:");
+    }
+    let (report, plan) = crate::plan::run(path, catalogue, &progress).map_err(|e| e.to_string())?;
+    let out = out.unwrap_or_else(|| PathBuf::from("results").join(&report.name));
+    print!("{}", crate::plan::output::table(&report, top));
+    let written = crate::plan::write(
+        &plan,
+        catalogue,
+        &report,
+        &out,
+        plot.then(plot::Options::default),
+    )?;
+    println!(
+        "\nwrote {0}/plan.json and {0}/candidates.csv",
+        out.display()
+    );
+    if report.recommended.is_some() {
+        println!(
+            "the recommended configuration: {0}/recommended/experiment.toml and its GPU Operator files (see {0}/recommended/cluster.yaml)",
+            out.display()
+        );
+    }
+    if plot {
+        println!("chart: {}/plots/plan_candidates.png, .svg", out.display());
+    }
+    let _ = written;
+    if !quiet {
+        eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}

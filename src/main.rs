@@ -100,6 +100,24 @@ enum Command {
         #[command(subcommand)]
         command: MigCommand,
     },
+    /// Find the configurations that meet a load's targets with the fewest GPUs (or lowest
+    /// cost), across dedicated GPUs, MIG layouts, time-slicing and MPS.
+    Plan {
+        /// Plan file (TOML).
+        plan: PathBuf,
+        /// Output folder (default: results/<name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also draw the candidates chart into OUT/plots.
+        #[arg(long)]
+        plot: bool,
+        /// Rows of the ranked table to print.
+        #[arg(long, default_value_t = 15)]
+        top: usize,
+        /// No progress lines on stderr.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Read and write the GPU Operator's own files (mig-parted config, device-plugin config,
     /// Deployments).
     Operator {
@@ -229,6 +247,13 @@ fn run(cli: Cli) -> Result<(), String> {
             finish(results::run_all(&s.experiments), out, charts)
         }
         Command::Mig { command } => mig(&catalogue, command),
+        Command::Plan {
+            plan,
+            out,
+            plot,
+            top,
+            quiet,
+        } => cli::plan(&catalogue, &plan, out, plot, top, quiet),
         Command::Operator { command } => match command {
             OperatorCommand::Import { cluster, base, out } => {
                 cli::operator_import(&catalogue, &cluster, &base, out.as_deref())

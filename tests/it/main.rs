@@ -6,6 +6,7 @@ mod faults;
 mod invariants;
 mod mps;
 mod operator;
+mod plan;
 mod plot;
 mod seed;
 mod serving;
