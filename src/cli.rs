@@ -101,3 +101,117 @@ pub fn draw(results: &Path, dir: &Path, opts: plot::Options) -> Result<(), Strin
     }
     Ok(())
 }
+
+/// `operator import`: the experiment of the GPU Operator files named by `cluster`, with the
+/// load and pipeline of `base`, written to `out` (or printed as TOML).
+pub fn operator_import(
+    catalogue: &Catalogue,
+    cluster: &Path,
+    base: &Path,
+    out: Option<&Path>,
+) -> Result<(), String> {
+    let imported =
+        crate::operator::import_experiment(cluster, base, catalogue).map_err(|e| e.to_string())?;
+    for n in &imported.notes {
+        eprintln!("note: {n}");
+    }
+    let dir = match out {
+        Some(p) => p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
+        None => PathBuf::from("."),
+    };
+    let text =
+        crate::operator::experiment_text(imported.value, base, &dir).map_err(|e| e.to_string())?;
+    let p = &imported.placed;
+    let nodes: std::collections::BTreeSet<&str> = p.gpus.iter().map(|g| g.node.as_str()).collect();
+    let pods: Vec<String> = p
+        .deployments
+        .iter()
+        .map(|(m, r)| format!("{m} x{}", r.len()))
+        .collect();
+    let summary = format!(
+        "imported {} GPUs on {} nodes; replicas: {}",
+        p.gpus.len(),
+        nodes.len(),
+        pods.join(", ")
+    );
+    match out {
+        Some(path) => {
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            crate::config::write_atomic_all(&[(path.to_path_buf(), text.into_bytes())])
+                .map_err(|e| e.to_string())?;
+            println!("{summary}\nwrote {}", path.display());
+        }
+        None => {
+            eprintln!("{summary}");
+            print!("{text}");
+        }
+    }
+    Ok(())
+}
+
+/// `operator export`: the GPU Operator files of `experiment`'s cluster, written into `out`.
+pub fn operator_export(catalogue: &Catalogue, experiment: &Path, out: &Path) -> Result<(), String> {
+    let exp =
+        crate::experiment::Experiment::load(experiment, catalogue).map_err(|e| e.to_string())?;
+    let files =
+        crate::operator::export_raw(&exp.raw, experiment, catalogue).map_err(|e| e.to_string())?;
+    let written = crate::operator::write_files(out, &files).map_err(|e| e.to_string())?;
+    println!("wrote the GPU Operator files of {}:", experiment.display());
+    for w in written {
+        println!("  {}", w.display());
+    }
+    println!("apply them as {} says", out.join("cluster.yaml").display());
+    Ok(())
+}
+
+/// `plan`: search, print the ranked table, write the results folder (and chart).
+pub fn plan(
+    catalogue: &Catalogue,
+    path: &Path,
+    out: Option<PathBuf>,
+    plot: bool,
+    top: usize,
+    quiet: bool,
+) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let progress = |g: u32, n: usize| {
+        if !quiet {
+            eprintln!("  {g} GPUs: {n} configurations");
+        }
+    };
+    if !quiet {
+        eprintln!("calibrating and bounding each model, then searching by GPU count:");
+    }
+    let (report, plan) = crate::plan::run(path, catalogue, &progress).map_err(|e| e.to_string())?;
+    let out = out.unwrap_or_else(|| PathBuf::from("results").join(&report.name));
+    print!("{}", crate::plan::output::table(&report, top));
+    let written = crate::plan::write(
+        &plan,
+        catalogue,
+        &report,
+        &out,
+        plot.then(plot::Options::default),
+    )?;
+    println!(
+        "\nwrote {0}/plan.json and {0}/candidates.csv",
+        out.display()
+    );
+    if report.recommended.is_some() {
+        println!(
+            "the recommended configuration: {0}/recommended/experiment.toml and its GPU Operator files (see {0}/recommended/cluster.yaml)",
+            out.display()
+        );
+    }
+    if plot {
+        println!("chart: {}/plots/plan_candidates.png, .svg", out.display());
+    }
+    let _ = written;
+    if !quiet {
+        eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}

@@ -16,10 +16,12 @@
 //! - [`experiment`], [`study`], [`config`], [`error`]: input files and their errors.
 //! - [`sweep`]: parameter sweeps (parallel, resumable, shardable) and their tables.
 //! - [`plot`]: report charts (PNG, SVG) from a results folder.
+//! - [`operator`]: the GPU Operator's files (mig-parted, device plugin, Deployments) in and out.
+//! - [`plan`]: capacity planning: the fewest GPUs, and the layout, that meet a load's targets.
 //! - [`progress`]: the progress bar of long commands.
-//! - [`cli`]: the sweep, merge and plot commands behind the binary.
 //! - [`nvml`], [`calibrate`]: the node read through NVML (live or recorded), recordings, fitted
 //!   profiles and measured-vs-simulated validation.
+//! - [`cli`]: the sweep, merge, plot, operator and plan commands behind the binary.
 #![deny(missing_docs)]
 
 pub mod arrivals;
@@ -33,7 +35,9 @@ pub mod faults;
 pub mod hardware;
 pub mod metrics;
 pub mod nvml;
+pub mod operator;
 pub mod pipeline;
+pub mod plan;
 pub mod plot;
 pub mod profile;
 pub mod progress;

@@ -111,6 +111,55 @@ enum Command {
         #[command(subcommand)]
         command: calibrate::commands::CalibrateCommand,
     },
+    /// Find the configurations that meet a load's targets with the fewest GPUs (or lowest
+    /// cost), across dedicated GPUs, MIG layouts, time-slicing and MPS.
+    Plan {
+        /// Plan file (TOML).
+        plan: PathBuf,
+        /// Output folder (default: results/<name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also draw the candidates chart into OUT/plots.
+        #[arg(long)]
+        plot: bool,
+        /// Rows of the ranked table to print.
+        #[arg(long, default_value_t = 15)]
+        top: usize,
+        /// No progress lines on stderr.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Read and write the GPU Operator's own files (mig-parted config, device-plugin config,
+    /// Deployments).
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Build an experiment from a cluster.yaml and the files it names, with the load, pipeline
+    /// and serving settings of a base experiment.
+    Import {
+        /// Cluster description (YAML) naming the mig-parted, device-plugin and workloads files.
+        cluster: PathBuf,
+        /// Experiment file giving the rest (workload, audio, answers, routing, batching).
+        #[arg(long)]
+        base: PathBuf,
+        /// Write the experiment here (TOML) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write an experiment's cluster as GPU Operator files: cluster.yaml, the mig-parted and
+    /// device-plugin ConfigMaps, and the Deployments.
+    Export {
+        /// Experiment file (TOML).
+        experiment: PathBuf,
+        /// Folder for the files.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Charts after a command that writes results.
@@ -227,6 +276,21 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             calibrate::commands::calibrate_command(&command, stop, &catalogue)
         }
+        Command::Plan {
+            plan,
+            out,
+            plot,
+            top,
+            quiet,
+        } => cli::plan(&catalogue, &plan, out, plot, top, quiet),
+        Command::Operator { command } => match command {
+            OperatorCommand::Import { cluster, base, out } => {
+                cli::operator_import(&catalogue, &cluster, &base, out.as_deref())
+            }
+            OperatorCommand::Export { experiment, out } => {
+                cli::operator_export(&catalogue, &experiment, &out)
+            }
+        },
         Command::Sweep {
             sweep,
             out,

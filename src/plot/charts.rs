@@ -14,16 +14,16 @@ use super::{Chart, PlotError, de};
 use crate::sweep::stats::knee;
 use crate::sweep::table::cell;
 
-fn font(px: u32) -> TextStyle<'static> {
+pub(crate) fn font(px: u32) -> TextStyle<'static> {
     (FAMILY, px).into_font().into()
 }
 
-fn sizes<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>) -> Sizes {
+pub(crate) fn sizes<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>) -> Sizes {
     Sizes::for_height(root.dim_in_pixel().1)
 }
 
 /// Title across the top; returns the area below it.
-fn titled<DB: DrawingBackend>(
+pub(crate) fn titled<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
 ) -> Result<DrawingArea<DB, Shift>, String> {
@@ -52,7 +52,7 @@ fn category_labels<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64>>(
     Ok(())
 }
 
-fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+pub(crate) fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
     pos: SeriesLabelPosition,
     px: u32,
@@ -671,7 +671,7 @@ impl Chart for Curves {
 }
 
 /// A tick label: whole numbers without decimals, others with as few as their size needs.
-fn tick(v: &f64) -> String {
+pub(crate) fn tick(v: &f64) -> String {
     let a = v.abs();
     let s = if a >= 100.0 || v.fract() == 0.0 {
         format!("{v:.0}")

@@ -13,6 +13,7 @@
 
 pub mod charts;
 pub mod data;
+pub mod pareto;
 pub mod style;
 
 use std::path::{Path, PathBuf};

@@ -6,6 +6,8 @@ mod cli;
 mod faults;
 mod invariants;
 mod mps;
+mod operator;
+mod plan;
 mod plot;
 mod seed;
 mod serving;
