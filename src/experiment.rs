@@ -952,20 +952,7 @@ fn load_model(
 ) -> Result<ModelProfile, InputError> {
     let path = dir.join(format!("{name}.toml"));
     if !path.is_file() {
-        let mut known: Vec<String> = std::fs::read_dir(dir)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .filter_map(|e| {
-                        let p = e.path();
-                        if p.extension()? != "toml" {
-                            return None;
-                        }
-                        Some(p.file_stem()?.to_string_lossy().to_string())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        known.sort();
+        let known = profile_names(dir);
         return Err(InputError::invalid(
             origin,
             field,
@@ -1337,4 +1324,23 @@ fn engine_spec(
     }
     crate::config::fraction(origin, &format!("{f}.memory_fraction"), e.memory_fraction)?;
     Ok(Some(e))
+}
+
+/// The model profiles in `dir` (file stems of its `.toml` files), sorted; empty if unreadable.
+pub fn profile_names(dir: &Path) -> Vec<String> {
+    let mut known: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let p = e.path();
+                    if p.extension()? != "toml" {
+                        return None;
+                    }
+                    Some(p.file_stem()?.to_string_lossy().to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    known.sort();
+    known
 }

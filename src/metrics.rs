@@ -4,6 +4,24 @@
 
 use serde::Serialize;
 
+/// The field of a per-stage struct named by `stage` (one of [`STAGES`]).
+macro_rules! stage_field {
+    ($s:expr, $stage:expr) => {
+        match $stage {
+            "asr" => &$s.asr,
+            "llm_queue" => &$s.llm_queue,
+            "llm_ttft" => &$s.llm_ttft,
+            "llm_tpot" => &$s.llm_tpot,
+            "llm_itl" => &$s.llm_itl,
+            "llm_total" => &$s.llm_total,
+            "tts" => &$s.tts,
+            "e2e" => &$s.e2e,
+            "request" => &$s.request,
+            other => panic!("invariant: unknown stage {other}"),
+        }
+    };
+}
+
 /// Latency stages, in report order.
 pub const STAGES: [&str; 9] = [
     "asr",
@@ -164,18 +182,7 @@ pub struct StageLatencies {
 impl StageLatencies {
     /// The summary of `stage` (one of [`STAGES`]).
     pub fn get(&self, stage: &str) -> &LatencySummary {
-        match stage {
-            "asr" => &self.asr,
-            "llm_queue" => &self.llm_queue,
-            "llm_ttft" => &self.llm_ttft,
-            "llm_tpot" => &self.llm_tpot,
-            "llm_itl" => &self.llm_itl,
-            "llm_total" => &self.llm_total,
-            "tts" => &self.tts,
-            "e2e" => &self.e2e,
-            "request" => &self.request,
-            other => panic!("invariant: unknown stage {other}"),
-        }
+        stage_field!(self, stage)
     }
 }
 
@@ -224,18 +231,7 @@ impl StageSamples {
 
     /// The samples of `stage` (one of [`STAGES`]).
     pub fn get(&self, stage: &str) -> &Samples {
-        match stage {
-            "asr" => &self.asr,
-            "llm_queue" => &self.llm_queue,
-            "llm_ttft" => &self.llm_ttft,
-            "llm_tpot" => &self.llm_tpot,
-            "llm_itl" => &self.llm_itl,
-            "llm_total" => &self.llm_total,
-            "tts" => &self.tts,
-            "e2e" => &self.e2e,
-            "request" => &self.request,
-            other => panic!("invariant: unknown stage {other}"),
-        }
+        stage_field!(self, stage)
     }
 
     /// Summaries of every stage.

@@ -215,20 +215,7 @@ fn profile_path(model: &str) -> Result<PathBuf, CalibrateError> {
     if named.is_file() {
         return Ok(named);
     }
-    let mut known: Vec<String> = std::fs::read_dir("models")
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let p = e.path();
-                    if p.extension()? != "toml" {
-                        return None;
-                    }
-                    Some(p.file_stem()?.to_string_lossy().to_string())
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    known.sort();
+    let known = crate::experiment::profile_names(std::path::Path::new("models"));
     Err(CalibrateError::Usage(format!(
         "--model {model}: no such profile file, and no models/{model}.toml here (models/ has: {})",
         if known.is_empty() {
