@@ -753,8 +753,10 @@ fn pool_options(ctx: &Ctx, b: &Bounds, a: &[Placement], which: Placement) -> Vec
     out
 }
 
-/// Fewest GPUs of an assignment under the bounds (`None`: some model has no bound there).
-fn lower_bound(ctx: &Ctx, b: &Bounds, a: &[Placement]) -> Option<u32> {
+/// Fewest GPUs of an assignment under the bounds (`None`: some model has no bound there);
+/// once the count is known to exceed `within`, a quicker, smaller bound above it may be
+/// returned instead.
+fn lower_bound(ctx: &Ctx, b: &Bounds, a: &[Placement], within: u32) -> Option<u32> {
     let mut total = 0u32;
     let mut need: BTreeMap<String, u32> = BTreeMap::new();
     for (m, p) in a.iter().enumerate() {
@@ -766,7 +768,6 @@ fn lower_bound(ctx: &Ctx, b: &Bounds, a: &[Placement]) -> Option<u32> {
             _ => {}
         }
     }
-    total += ctx.packer.bins(&need)?;
     for which in [Placement::TimeSlicing, Placement::Mps] {
         if a.contains(&which) {
             total += pool_options(ctx, b, a, which)
@@ -775,7 +776,11 @@ fn lower_bound(ctx: &Ctx, b: &Bounds, a: &[Placement]) -> Option<u32> {
                 .min()?;
         }
     }
-    Some(total)
+    let quick = total + ctx.packer.quick_bound(&need);
+    if quick > within {
+        return Some(quick);
+    }
+    Some(total + ctx.packer.bins(&need)?)
 }
 
 /// Compositions of `extra` over `k` parts.
@@ -1074,7 +1079,7 @@ pub fn rank(a: &Evaluated, b: &Evaluated) -> std::cmp::Ordering {
 fn refine_pools(ctx: &Ctx, cal: &Calibration, b: &mut Bounds, asg: &[Vec<Placement>], g: u32) {
     let mut need: BTreeMap<(Placement, Vec<u32>), u32> = BTreeMap::new();
     for a in asg {
-        if lower_bound(ctx, b, a).is_none_or(|lb| lb > g) {
+        if lower_bound(ctx, b, a, g).is_none_or(|lb| lb > g) {
             continue;
         }
         for which in [Placement::TimeSlicing, Placement::Mps] {
@@ -1106,14 +1111,14 @@ pub fn run(ctx: &Ctx, on_level: &(dyn Fn(u32, usize) + Sync)) -> Result<Outcome,
     let mut min_gpus = None;
     let mut proven = true;
     let mut stopped = String::new();
-    let start = asg.iter().filter_map(|a| lower_bound(ctx, &b, a)).min();
+    let start = asg.iter().filter_map(|a| lower_bound(ctx, &b, a, 0)).min();
     let mut g = start.unwrap_or(u32::MAX);
     let mut last = None;
     while g <= search.max_gpus && last.is_none_or(|l| g <= l) {
         refine_pools(ctx, &cal, &mut b, &asg, g);
         let mut level: Vec<Sized> = Vec::new();
         for a in &asg {
-            let Some(lb) = lower_bound(ctx, &b, a) else {
+            let Some(lb) = lower_bound(ctx, &b, a, g) else {
                 continue;
             };
             if lb > g {

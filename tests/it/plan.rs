@@ -254,3 +254,32 @@ fn example_plans_load() {
         }
     }
 }
+
+/// With a failure budget of one GPU, the answer needs more GPUs, and what it recommends still
+/// meets the targets with each kind of GPU taken out.
+#[test]
+fn a_failure_budget_of_one_gpu_costs_gpus() {
+    let dir = TempDir::new().unwrap();
+    let cat = Catalogue::builtin();
+    let path = small_plan(dir.path(), "at-load");
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "success_rate = 0.99",
+        "success_rate = 0.99\ngpu_failures = 1",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let plan = Plan::load(&path, &cat).unwrap();
+    let ctx = Ctx::new(&plan, &cat);
+    let out = search::run(&ctx, &|_, _| {}).unwrap();
+    let min = out.min_gpus.expect("a configuration survives one GPU down");
+    assert!(min > 3, "without the budget 3 GPUs suffice; with it {min}");
+    let mut ranked = out.evaluated.clone();
+    ranked.sort_by(search::rank);
+    assert_eq!(ranked[0].survives_gpu_failure, Some(true));
+    // Configurations that meet the targets but not with a GPU down are marked as such.
+    assert!(
+        out.evaluated
+            .iter()
+            .all(|e| e.pass == (e.headroom.worst() >= 0.0 && e.survives_gpu_failure == Some(true)))
+    );
+}
