@@ -189,12 +189,13 @@ pub fn plan(
     let (report, plan) = crate::plan::run(path, catalogue, &progress).map_err(|e| e.to_string())?;
     let out = out.unwrap_or_else(|| PathBuf::from("results").join(&report.name));
     print!("{}", crate::plan::output::table(&report, top));
-    let written = crate::plan::write(
+    let drawn = plot && report.candidates.iter().any(|c| c.measured.is_some());
+    crate::plan::write(
         &plan,
         catalogue,
         &report,
         &out,
-        plot.then(plot::Options::default),
+        drawn.then(plot::Options::default),
     )?;
     println!(
         "\nwrote {0}/plan.json and {0}/candidates.csv",
@@ -206,10 +207,11 @@ pub fn plan(
             out.display()
         );
     }
-    if plot {
-        println!("chart: {}/plots/plan_candidates.png, .svg", out.display());
+    match (plot, drawn) {
+        (true, true) => println!("chart: {}/plots/plan_candidates.png, .svg", out.display()),
+        (true, false) => println!("chart skipped: no configuration was simulated"),
+        _ => {}
     }
-    let _ = written;
     if !quiet {
         eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
     }

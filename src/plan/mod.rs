@@ -70,7 +70,7 @@ pub fn chart(r: &PlanReport) -> Pareto {
             Some(Point {
                 x: r.cost(c.gpus).unwrap_or(f64::from(c.gpus)),
                 y: pick(m),
-                modes: c.sized.candidate.modes(),
+                modes: c.config.candidate.modes(),
                 pass: c.pass,
                 recommended: r.recommended == Some(i),
             })

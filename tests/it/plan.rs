@@ -76,7 +76,7 @@ fn the_planner_equals_brute_force_on_a_small_case() {
         planned.sort_by(search::rank);
         let best = planned.first().unwrap();
         assert!(best.pass && best.gpus == min);
-        answers.push((min, best.sized.candidate.clone(), out.evaluated.len()));
+        answers.push((min, best.config.candidate.clone(), out.evaluated.len()));
     }
     let plan = Plan::load(&small_plan(dir.path(), "least-load"), &cat).unwrap();
     let ctx = Ctx::new(&plan, &cat);
@@ -90,7 +90,7 @@ fn the_planner_equals_brute_force_on_a_small_case() {
         .expect("brute force finds one");
     assert_eq!(brute_min, max, "fewest GPUs");
     assert_eq!(
-        brute[0].sized.candidate, answers[0].1,
+        brute[0].config.candidate, answers[0].1,
         "recommended configuration"
     );
     assert_eq!(answers[1].0, max);
