@@ -194,7 +194,8 @@ impl Chart for Pareto {
                         .label("recommended")
                         .legend(|(x, y)| Circle::new((x + 8, y), 7, BLACK.stroke_width(2)));
                 }
-                legend(&mut chart, SeriesLabelPosition::UpperRight, s.tick)?;
+                // Cheap and fast is the empty corner of a cost-latency trade-off.
+                legend(&mut chart, SeriesLabelPosition::LowerLeft, s.tick)?;
                 Ok(())
             }};
         }
