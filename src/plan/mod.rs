@@ -2,7 +2,7 @@
 //! the fewest GPUs (or the lowest cost), across dedicated GPUs, MIG layouts, time-slicing and
 //! MPS, with the GPU Operator files to apply the answer.
 //!
-//! - [`file`]: the plan file (models, load, targets, GPU, price, search limits).
+//! - [`mod@file`]: the plan file (models, load, targets, GPU, price, search limits).
 //! - [`space`]: the configurations searched and how one becomes a cluster.
 //! - [`packing`]: MIG instances packed on the fewest GPUs.
 //! - [`evaluate`]: simulating a cluster and judging it against the targets.
