@@ -168,12 +168,13 @@ pub fn operator_export(catalogue: &Catalogue, experiment: &Path, out: &Path) -> 
     Ok(())
 }
 
-/// `plan`: search, print the ranked table, write the results folder (and chart).
+/// `plan`: search, print the ranked table, write the results folder; `charts` maps the output
+/// folder to where the chart goes, if anywhere.
 pub fn plan(
     catalogue: &Catalogue,
     path: &Path,
     out: Option<PathBuf>,
-    plot: bool,
+    charts: &dyn Fn(&Path) -> Result<Option<PathBuf>, String>,
     top: usize,
     quiet: bool,
 ) -> Result<(), String> {
@@ -188,13 +189,18 @@ pub fn plan(
     }
     let (report, plan) = crate::plan::run(path, catalogue, &progress).map_err(|e| e.to_string())?;
     let out = out.unwrap_or_else(|| PathBuf::from("results").join(&report.name));
+    let chart_dir = charts(&out)?;
     print!("{}", crate::plan::output::table(&report, top));
-    let written = crate::plan::write(
+    let drawn = chart_dir.is_some() && report.candidates.iter().any(|c| c.measured.is_some());
+    crate::plan::write(
         &plan,
         catalogue,
         &report,
         &out,
-        plot.then(plot::Options::default),
+        chart_dir
+            .clone()
+            .filter(|_| drawn)
+            .map(|d| (d, plot::Options::default())),
     )?;
     println!(
         "\nwrote {0}/plan.json and {0}/candidates.csv",
@@ -206,10 +212,11 @@ pub fn plan(
             out.display()
         );
     }
-    if plot {
-        println!("chart: {}/plots/plan_candidates.png, .svg", out.display());
+    match (&chart_dir, drawn) {
+        (Some(d), true) => println!("chart: {}/plan_candidates.png, .svg", d.display()),
+        (Some(_), false) => println!("chart skipped: no configuration was simulated"),
+        _ => {}
     }
-    let _ = written;
     if !quiet {
         eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
     }

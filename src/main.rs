@@ -119,9 +119,8 @@ enum Command {
         /// Output folder (default: results/<name>).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Also draw the candidates chart into OUT/plots.
-        #[arg(long)]
-        plot: bool,
+        #[command(flatten)]
+        plot: PlotArgs,
         /// Rows of the ranked table to print.
         #[arg(long, default_value_t = 15)]
         top: usize,
@@ -282,7 +281,14 @@ fn run(cli: Cli) -> Result<(), String> {
             plot,
             top,
             quiet,
-        } => cli::plan(&catalogue, &plan, out, plot, top, quiet),
+        } => cli::plan(
+            &catalogue,
+            &plan,
+            out,
+            &|o| plot.target(Some(o)),
+            top,
+            quiet,
+        ),
         Command::Operator { command } => match command {
             OperatorCommand::Import { cluster, base, out } => {
                 cli::operator_import(&catalogue, &cluster, &base, out.as_deref())

@@ -1,6 +1,6 @@
 //! The mig-parted config (`version: v1`, `mig-configs`), which the GPU Operator's MIG Manager
-//! applies to a node according to its `nvidia.com/mig.config` label (hardware.md §1.8, [S4],
-//! [S12]): reading it (bare, or inside a `ConfigMap`), resolving one GPU's MIG state, and
+//! applies to a node according to its `nvidia.com/mig.config` label (hardware.md §1.8, \[S4\],
+//! \[S12\]): reading it (bare, or inside a `ConfigMap`), resolving one GPU's MIG state, and
 //! writing it.
 //!
 //! Semantics, as mig-parted implements them: the selected config is a list of entries; each

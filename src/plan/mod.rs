@@ -2,7 +2,7 @@
 //! the fewest GPUs (or the lowest cost), across dedicated GPUs, MIG layouts, time-slicing and
 //! MPS, with the GPU Operator files to apply the answer.
 //!
-//! - [`file`]: the plan file (models, load, targets, GPU, price, search limits).
+//! - [`mod@file`]: the plan file (models, load, targets, GPU, price, search limits).
 //! - [`space`]: the configurations searched and how one becomes a cluster.
 //! - [`packing`]: MIG instances packed on the fewest GPUs.
 //! - [`evaluate`]: simulating a cluster and judging it against the targets.
@@ -70,7 +70,7 @@ pub fn chart(r: &PlanReport) -> Pareto {
             Some(Point {
                 x: r.cost(c.gpus).unwrap_or(f64::from(c.gpus)),
                 y: pick(m),
-                modes: c.sized.candidate.modes(),
+                modes: c.config.candidate.modes(),
                 pass: c.pass,
                 recommended: r.recommended == Some(i),
             })
@@ -86,17 +86,20 @@ pub fn chart(r: &PlanReport) -> Pareto {
 }
 
 /// Write the results folder `out`: `plan.json`, `candidates.csv`, `recommended/` and, with
-/// `plot`, `plots/plan_candidates.{png,svg}`; all files together or none.
+/// `plot` (a folder and an image size), `plan_candidates.{png,svg}` there; all files together
+/// or none.
 pub fn write(
     plan: &Plan,
     catalogue: &Catalogue,
     report: &PlanReport,
     out: &Path,
-    plot: Option<crate::plot::Options>,
+    plot: Option<(PathBuf, crate::plot::Options)>,
 ) -> Result<Vec<PathBuf>, String> {
     let ctx = evaluate::Ctx::new(plan, catalogue);
-    let mut files = output::files(&ctx, report, out).map_err(|e| e.to_string())?;
-    if let Some(opts) = plot {
+    let files = output::files(&ctx, report, out).map_err(|e| e.to_string())?;
+    let mut paths: Vec<(PathBuf, Vec<u8>)> =
+        files.into_iter().map(|(n, b)| (out.join(n), b)).collect();
+    if let Some((dir, opts)) = plot {
         let c = chart(report);
         if c.points.iter().all(|p| !p.y.is_finite()) {
             return Err(format!(
@@ -105,10 +108,9 @@ pub fn write(
             ));
         }
         let (png, svg) = crate::plot::render(&c, opts).map_err(|e| e.to_string())?;
-        files.push(("plots/plan_candidates.png".into(), png));
-        files.push(("plots/plan_candidates.svg".into(), svg.into_bytes()));
+        paths.push((dir.join("plan_candidates.png"), png));
+        paths.push((dir.join("plan_candidates.svg"), svg.into_bytes()));
     }
-    let paths: Vec<(PathBuf, Vec<u8>)> = files.into_iter().map(|(n, b)| (out.join(n), b)).collect();
     for (p, _) in &paths {
         if let Some(d) = p.parent() {
             std::fs::create_dir_all(d).map_err(|e| InputError::write(d, e).to_string())?;

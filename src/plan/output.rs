@@ -212,7 +212,7 @@ pub fn table(r: &PlanReport, top: usize) -> String {
             line,
             " {:>4.0}%  {}",
             m.utilization * 100.0,
-            c.sized.candidate.describe(&r.models)
+            c.config.candidate.describe(&r.models)
         );
         if let Some(e) = &c.error {
             let _ = write!(line, " [{e}]");
@@ -243,7 +243,7 @@ pub fn table(r: &PlanReport, top: usize) -> String {
             s,
             "recommended: {} GPUs{cost}: {}",
             c.gpus,
-            c.sized.candidate.describe(&r.models)
+            c.config.candidate.describe(&r.models)
         );
     }
     s
@@ -276,7 +276,7 @@ pub fn candidates_csv(r: &PlanReport) -> String {
             c.gpus.to_string(),
             num(r.cost(c.gpus)),
             c.pass.to_string(),
-            c.sized.candidate.modes(),
+            c.config.candidate.modes(),
             num(m.map(|m| m.request_p95_ms)),
             num(m.map(|m| m.ttft_p99_ms)),
             num(m.map(|m| m.success_rate)),
@@ -287,8 +287,8 @@ pub fn candidates_csv(r: &PlanReport) -> String {
             num(m.map(|m| m.throughput_rps)),
             c.survives_gpu_failure
                 .map_or(String::new(), |b| b.to_string()),
-            c.sized.packing_exact.to_string(),
-            csv_field(&c.sized.candidate.describe(&r.models)),
+            c.config.packing_exact.to_string(),
+            csv_field(&c.config.candidate.describe(&r.models)),
             csv_field(c.error.as_deref().unwrap_or("")),
         ];
         s.push_str(&row.join(","));
@@ -310,14 +310,14 @@ pub fn files(ctx: &Ctx, r: &PlanReport, out: &Path) -> Result<Vec<(String, Vec<u
     ];
     if let Some(i) = r.recommended {
         let c = &r.candidates[i];
-        let placed = placed_of(ctx, &c.sized)
+        let placed = placed_of(ctx, &c.config)
             .map_err(|m| InputError::invalid(&ctx.plan.path, "", "", &m))?;
-        let tweaks = super::search::tweaks_for(ctx, &c.sized.candidate);
+        let tweaks = super::search::tweaks_for(ctx, &c.config.candidate);
         let mut value = super::evaluate::value_of(ctx, &placed, &tweaks);
         if let Some(t) = value.as_table_mut() {
             t.insert(
                 "config".into(),
-                toml::Value::String(c.sized.candidate.modes()),
+                toml::Value::String(c.config.candidate.modes()),
             );
             t.insert(
                 "seed".into(),
@@ -331,7 +331,7 @@ pub fn files(ctx: &Ctx, r: &PlanReport, out: &Path) -> Result<Vec<(String, Vec<u
             "# The configuration plan {} recommends: {} GPUs.\n# {}\n",
             r.name,
             c.gpus,
-            c.sized.candidate.describe(&r.models)
+            c.config.candidate.describe(&r.models)
         );
         files.push((
             "recommended/experiment.toml".into(),

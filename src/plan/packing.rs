@@ -90,6 +90,9 @@ impl Table {
 pub struct Packer {
     /// Per maximal layout: profile -> count.
     layouts: Vec<BTreeMap<String, u32>>,
+    /// Profile -> (memory slices, SM slices); and the GPU's (memory slices, SM slices).
+    slices: BTreeMap<String, (u32, u32)>,
+    gpu_slices: (u32, u32),
     /// DP tables by set of profiles.
     tables: Mutex<BTreeMap<Vec<String>, std::sync::Arc<Table>>>,
 }
@@ -109,6 +112,12 @@ impl Packer {
             .collect();
         Packer {
             layouts,
+            slices: gpu
+                .mig_profiles
+                .iter()
+                .map(|p| (p.name.clone(), (p.memory_slices, p.sm_slices)))
+                .collect(),
+            gpu_slices: (gpu.memory_slices.max(1), gpu.sm_slices.max(1)),
             tables: Mutex::new(BTreeMap::new()),
         }
     }
@@ -240,6 +249,22 @@ impl Packer {
             packing.push(gpu);
         }
         Some((packing.len() as u32, packing, exact))
+    }
+
+    /// A quick lower bound on [`Self::bins`]: memory slices, SM slices, and each profile's
+    /// instances per GPU (no table needed).
+    pub fn quick_bound(&self, need: &BTreeMap<String, u32>) -> u32 {
+        let (mut mem, mut sm, mut most) = (0u64, 0u64, 0u32);
+        for (p, &n) in need {
+            let (m, s) = self.slices.get(p).copied().unwrap_or((1, 1));
+            mem += u64::from(m) * u64::from(n);
+            sm += u64::from(s) * u64::from(n);
+            most = most.max(n.div_ceil(self.per_gpu(p).max(1)));
+        }
+        let (gm, gs) = self.gpu_slices;
+        (mem.div_ceil(u64::from(gm)) as u32)
+            .max(sm.div_ceil(u64::from(gs)) as u32)
+            .max(most)
     }
 
     /// Just the GPU count of [`Self::pack`].

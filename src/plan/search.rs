@@ -36,7 +36,7 @@ use serde::Serialize;
 
 use super::evaluate::{Ctx, Headroom, Measured, Tweaks, judge, simulate, without_one_gpu};
 use super::file::Mode;
-use super::space::{Candidate, Placement, Pool, Sized, Slot};
+use super::space::{Candidate, Packed, Placement, Pool, Slot};
 use crate::experiment::{GpuEntry, MpsMemoryLimit, ReplicaPlacement, SharingSpec};
 use crate::operator::export::bundle_of;
 use crate::operator::{Placed, place};
@@ -140,8 +140,8 @@ impl Bounds {
 /// One evaluated configuration.
 #[derive(Clone, Debug, Serialize)]
 pub struct Evaluated {
-    /// The configuration, sized.
-    pub sized: Sized,
+    /// The configuration, with its MIG packing and GPU count.
+    pub config: Packed,
     /// GPUs.
     pub gpus: u32,
     /// What it did (absent if it could not run).
@@ -753,8 +753,10 @@ fn pool_options(ctx: &Ctx, b: &Bounds, a: &[Placement], which: Placement) -> Vec
     out
 }
 
-/// Fewest GPUs of an assignment under the bounds (`None`: some model has no bound there).
-fn lower_bound(ctx: &Ctx, b: &Bounds, a: &[Placement]) -> Option<u32> {
+/// Fewest GPUs of an assignment under the bounds (`None`: some model has no bound there);
+/// once the count is known to exceed `within`, a quicker, smaller bound above it may be
+/// returned instead.
+fn lower_bound(ctx: &Ctx, b: &Bounds, a: &[Placement], within: u32) -> Option<u32> {
     let mut total = 0u32;
     let mut need: BTreeMap<String, u32> = BTreeMap::new();
     for (m, p) in a.iter().enumerate() {
@@ -766,7 +768,6 @@ fn lower_bound(ctx: &Ctx, b: &Bounds, a: &[Placement]) -> Option<u32> {
             _ => {}
         }
     }
-    total += ctx.packer.bins(&need)?;
     for which in [Placement::TimeSlicing, Placement::Mps] {
         if a.contains(&which) {
             total += pool_options(ctx, b, a, which)
@@ -775,7 +776,11 @@ fn lower_bound(ctx: &Ctx, b: &Bounds, a: &[Placement]) -> Option<u32> {
                 .min()?;
         }
     }
-    Some(total)
+    let quick = total + ctx.packer.quick_bound(&need);
+    if quick > within {
+        return Some(quick);
+    }
+    Some(total + ctx.packer.bins(&need)?)
 }
 
 /// Compositions of `extra` over `k` parts.
@@ -989,8 +994,8 @@ fn assignments(ctx: &Ctx, b: &Bounds) -> Vec<Vec<Placement>> {
     all
 }
 
-/// The cluster of a sized configuration (through the GPU Operator files' own placement).
-pub fn placed_of(ctx: &Ctx, s: &Sized) -> Result<Placed, String> {
+/// The cluster of a packed configuration (through the GPU Operator files' own placement).
+pub fn placed_of(ctx: &Ctx, s: &Packed) -> Result<Placed, String> {
     let layout = s.layout(
         &ctx.plan.models,
         &ctx.plan.gpu,
@@ -1019,10 +1024,10 @@ pub fn tweaks_for(ctx: &Ctx, c: &Candidate) -> Tweaks {
 }
 
 /// Simulate and judge one configuration (and, with a failure budget, its losses of a GPU).
-pub fn evaluate(ctx: &Ctx, s: Sized) -> Evaluated {
+pub fn evaluate(ctx: &Ctx, s: Packed) -> Evaluated {
     let gpus = s.gpus;
     let mut e = Evaluated {
-        sized: s,
+        config: s,
         gpus,
         measured: None,
         headroom: Headroom::default(),
@@ -1030,14 +1035,14 @@ pub fn evaluate(ctx: &Ctx, s: Sized) -> Evaluated {
         survives_gpu_failure: None,
         error: None,
     };
-    let placed = match placed_of(ctx, &e.sized) {
+    let placed = match placed_of(ctx, &e.config) {
         Ok(p) => p,
         Err(m) => {
             e.error = Some(m);
             return e;
         }
     };
-    let tweaks = tweaks_for(ctx, &e.sized.candidate);
+    let tweaks = tweaks_for(ctx, &e.config.candidate);
     match simulate(ctx, &placed, &tweaks) {
         Ok(m) => {
             let (pass, h) = judge(&ctx.plan.file.targets, &m);
@@ -1067,14 +1072,14 @@ pub fn rank(a: &Evaluated, b: &Evaluated) -> std::cmp::Ordering {
         .cmp(&a.pass)
         .then(a.gpus.cmp(&b.gpus))
         .then(b.headroom.worst().total_cmp(&a.headroom.worst()))
-        .then(a.sized.candidate.cmp(&b.sized.candidate))
+        .then(a.config.candidate.cmp(&b.config.candidate))
 }
 
 /// Fill in the shared-pool bounds that assignments within `g` GPUs need (in parallel).
 fn refine_pools(ctx: &Ctx, cal: &Calibration, b: &mut Bounds, asg: &[Vec<Placement>], g: u32) {
     let mut need: BTreeMap<(Placement, Vec<u32>), u32> = BTreeMap::new();
     for a in asg {
-        if lower_bound(ctx, b, a).is_none_or(|lb| lb > g) {
+        if lower_bound(ctx, b, a, g).is_none_or(|lb| lb > g) {
             continue;
         }
         for which in [Placement::TimeSlicing, Placement::Mps] {
@@ -1106,14 +1111,14 @@ pub fn run(ctx: &Ctx, on_level: &(dyn Fn(u32, usize) + Sync)) -> Result<Outcome,
     let mut min_gpus = None;
     let mut proven = true;
     let mut stopped = String::new();
-    let start = asg.iter().filter_map(|a| lower_bound(ctx, &b, a)).min();
+    let start = asg.iter().filter_map(|a| lower_bound(ctx, &b, a, 0)).min();
     let mut g = start.unwrap_or(u32::MAX);
     let mut last = None;
     while g <= search.max_gpus && last.is_none_or(|l| g <= l) {
         refine_pools(ctx, &cal, &mut b, &asg, g);
-        let mut level: Vec<Sized> = Vec::new();
+        let mut level: Vec<Packed> = Vec::new();
         for a in &asg {
-            let Some(lb) = lower_bound(ctx, &b, a) else {
+            let Some(lb) = lower_bound(ctx, &b, a, g) else {
                 continue;
             };
             if lb > g {
@@ -1121,7 +1126,7 @@ pub fn run(ctx: &Ctx, on_level: &(dyn Fn(u32, usize) + Sync)) -> Result<Outcome,
             }
             for c in enumerate(ctx, &b, a, lb, g) {
                 if seen.insert(c.clone())
-                    && let Some(s) = c.sized(&ctx.plan.gpu, &ctx.packer)
+                    && let Some(s) = c.packed(&ctx.plan.gpu, &ctx.packer)
                     && s.gpus == g
                 {
                     level.push(s);
@@ -1283,9 +1288,9 @@ pub fn exhaustive(ctx: &Ctx, max_gpus: u32, max_replicas: u32) -> Vec<Evaluated>
             }
         }
     });
-    let sized: Vec<Sized> = cands
+    let sized: Vec<Packed> = cands
         .into_iter()
-        .filter_map(|c| c.sized(&ctx.plan.gpu, &ctx.packer))
+        .filter_map(|c| c.packed(&ctx.plan.gpu, &ctx.packer))
         .filter(|s| s.gpus <= max_gpus)
         .collect();
     let mut done: Vec<Evaluated> = sized.into_par_iter().map(|s| evaluate(ctx, s)).collect();

@@ -104,7 +104,7 @@ pub struct Candidate {
 
 /// A configuration with its MIG packing and GPU count.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Sized {
+pub struct Packed {
     /// The configuration.
     pub candidate: Candidate,
     /// Instances per MIG GPU (creation order).
@@ -138,7 +138,7 @@ impl Candidate {
     }
 
     /// Pack the MIG instances; `None` if a profile does not fit the GPU.
-    pub fn sized(self, gpu: &GpuSpec, packer: &Packer) -> Option<Sized> {
+    pub fn packed(self, gpu: &GpuSpec, packer: &Packer) -> Option<Packed> {
         let (mig, mut packing, exact) = packer.pack(&self.mig_need())?;
         for g in &mut packing {
             sort_creation_order(g, gpu);
@@ -147,7 +147,7 @@ impl Candidate {
             + mig
             + self.time_slicing.as_ref().map_or(0, |p| p.gpus)
             + self.mps.as_ref().map_or(0, |p| p.gpus);
-        Some(Sized {
+        Some(Packed {
             candidate: self,
             mig_gpus: packing,
             packing_exact: exact,
@@ -191,7 +191,7 @@ impl Candidate {
     }
 }
 
-impl Sized {
+impl Packed {
     /// The cluster as GPU Operator objects: one node group per pool (`dedicated-0`, `mig-0`,
     /// `time-slicing-0`, `mps-0`, ... of at most `gpus_per_node` GPUs each) and the pods of
     /// each model spread over its pool's GPUs in order.
@@ -342,7 +342,7 @@ mod tests {
             }),
             mps: None,
         };
-        let s = c.sized(&gpu, &packer).unwrap();
+        let s = c.packed(&gpu, &packer).unwrap();
         assert_eq!(s.gpus, 2 + 2 + 2);
         let layout = s.layout(&models(), &gpu, 8);
         let names: Vec<&str> = layout.nodes.iter().map(|n| n.name.as_str()).collect();

@@ -75,7 +75,7 @@ impl Chart for Pareto {
         });
         let ys = shown.iter().map(|p| p.y).chain(self.target);
         let (y0, y1) = ys.fold((f64::INFINITY, 0.0f64), |(a, b), y| (a.min(y), b.max(y)));
-        let pad = ((x1 - x0) * 0.08).max(0.5);
+        let pad = ((x1 - x0) * 0.08).max(if x1 - x0 < 10.0 { 1.0 } else { 0.5 });
         let (x0, x1) = (x0 - pad, x1 + pad);
         let log = y1 / y0.max(1e-9) > 30.0;
         let mut pal = Palette::default();
@@ -94,7 +94,16 @@ impl Chart for Pareto {
                     .configure_mesh()
                     .x_desc(self.x_desc.as_str())
                     .y_desc(self.y_desc.as_str())
-                    .x_label_formatter(&tick)
+                    .x_labels(12)
+                    .x_label_formatter(&|v: &f64| {
+                        // A narrow range of large values: one decimal keeps ticks apart.
+                        if (x1 - x0) < 30.0 && v.abs() >= 100.0 {
+                            let t = format!("{v:.1}");
+                            t.trim_end_matches('0').trim_end_matches('.').to_string()
+                        } else {
+                            tick(v)
+                        }
+                    })
                     .y_label_formatter(&tick)
                     .label_style(font(s.tick))
                     .axis_desc_style(font(s.axis))
@@ -122,7 +131,7 @@ impl Chart for Pareto {
                     chart
                         .draw_series(
                             pts.iter()
-                                .map(|&xy| Circle::new(xy, r, c.mix(0.6).stroke_width(1))),
+                                .map(|&xy| Circle::new(xy, r, c.mix(0.8).stroke_width(2))),
                         )
                         .map_err(de)?
                         .label(m.to_string())
@@ -185,7 +194,8 @@ impl Chart for Pareto {
                         .label("recommended")
                         .legend(|(x, y)| Circle::new((x + 8, y), 7, BLACK.stroke_width(2)));
                 }
-                legend(&mut chart, SeriesLabelPosition::UpperRight, s.tick)?;
+                // Cheap and fast is the empty corner of a cost-latency trade-off.
+                legend(&mut chart, SeriesLabelPosition::LowerLeft, s.tick)?;
                 Ok(())
             }};
         }

@@ -76,7 +76,7 @@ fn the_planner_equals_brute_force_on_a_small_case() {
         planned.sort_by(search::rank);
         let best = planned.first().unwrap();
         assert!(best.pass && best.gpus == min);
-        answers.push((min, best.sized.candidate.clone(), out.evaluated.len()));
+        answers.push((min, best.config.candidate.clone(), out.evaluated.len()));
     }
     let plan = Plan::load(&small_plan(dir.path(), "least-load"), &cat).unwrap();
     let ctx = Ctx::new(&plan, &cat);
@@ -90,7 +90,7 @@ fn the_planner_equals_brute_force_on_a_small_case() {
         .expect("brute force finds one");
     assert_eq!(brute_min, max, "fewest GPUs");
     assert_eq!(
-        brute[0].sized.candidate, answers[0].1,
+        brute[0].config.candidate, answers[0].1,
         "recommended configuration"
     );
     assert_eq!(answers[1].0, max);
@@ -253,4 +253,33 @@ fn example_plans_load() {
             Plan::load(&p, &cat).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         }
     }
+}
+
+/// With a failure budget of one GPU, the answer needs more GPUs, and what it recommends still
+/// meets the targets with each kind of GPU taken out.
+#[test]
+fn a_failure_budget_of_one_gpu_costs_gpus() {
+    let dir = TempDir::new().unwrap();
+    let cat = Catalogue::builtin();
+    let path = small_plan(dir.path(), "at-load");
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "success_rate = 0.99",
+        "success_rate = 0.99\ngpu_failures = 1",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let plan = Plan::load(&path, &cat).unwrap();
+    let ctx = Ctx::new(&plan, &cat);
+    let out = search::run(&ctx, &|_, _| {}).unwrap();
+    let min = out.min_gpus.expect("a configuration survives one GPU down");
+    assert!(min > 3, "without the budget 3 GPUs suffice; with it {min}");
+    let mut ranked = out.evaluated.clone();
+    ranked.sort_by(search::rank);
+    assert_eq!(ranked[0].survives_gpu_failure, Some(true));
+    // Configurations that meet the targets but not with a GPU down are marked as such.
+    assert!(
+        out.evaluated
+            .iter()
+            .all(|e| e.pass == (e.headroom.worst() >= 0.0 && e.survives_gpu_failure == Some(true)))
+    );
 }
