@@ -2,7 +2,7 @@
 //! sentence (ASR and TTS optional), on replicas placed on partitions, driven by the workload.
 //!
 //! Flow of one request: a router picks a replica per stage as the request reaches it. The
-//! user streams audio chunks (one [`Event::Chunk`] each); each chunk joins the ASR replica's
+//! user streams audio chunks (see `streams`: one [`Event::Chunk`] each only while the replica is idle); each chunk joins the ASR replica's
 //! dynamic batcher, which runs batches on the replica's partition; when the last chunk is
 //! transcribed the prompt goes to an LLM replica, whose engine runs iterations (chunked
 //! prefill, then one token per sequence per iteration) within its KV cache; whenever a
@@ -28,6 +28,7 @@ use crate::sharing::{Device, MpsShare, TimeSlicer};
 use crate::timeline::BusyTimeline;
 
 mod recovery;
+mod streams;
 use crate::workload::{Answer, Arrival, WorkloadSpec, chunks_for, poisson_gap_s, user_window};
 
 /// Events of the pipeline model. Classes order same-instant events (see [`EventClass`]).
@@ -66,14 +67,13 @@ pub enum Event {
         /// The life that ends with this recovery.
         epoch: u32,
     },
-    /// The user streaming request `req` sends audio chunk `idx`.
+    /// The next audio chunk of stream `stream` reaches idle ASR replica `replica` (stale
+    /// unless it is the replica's armed chunk; see `streams`).
     Chunk {
-        /// Request handle.
-        req: ReqId,
-        /// Chunk index.
-        idx: u32,
-        /// Which attempt of the stream (a retried stream starts again at chunk 0).
-        attempt: u32,
+        /// Replica index.
+        replica: u32,
+        /// The stream's number.
+        stream: u64,
     },
     /// A closed-loop user joins.
     UserJoin {
@@ -170,8 +170,6 @@ struct Request {
     first_audio_at: Option<SimTime>,
     tts_ms: Vec<f64>,
     itl_ms: Vec<f64>,
-    /// ASR stream attempt (retries restart the stream).
-    attempt: u32,
     /// Tokens the client has received (a retried generation resumes after these).
     delivered: u32,
     /// Retries used.
@@ -196,6 +194,9 @@ struct Replica {
     /// Requests in the batch running on the GPU.
     in_flight: Vec<Item>,
     llm: Option<LlmEngine>,
+    /// Audio streams open to this (ASR) replica, and the chunk event pending while it is idle.
+    streams: Vec<streams::Stream>,
+    chunk_armed: Option<(SimTime, u64)>,
     /// Batch runtime by size (ASR: the same work every chunk), filled on first use.
     batch_ns: Vec<u64>,
     batches: u64,
@@ -318,6 +319,11 @@ pub struct Simulation<'a> {
     /// Open-loop arrivals, and the next one (scheduled as `Event::Arrival`).
     source: Option<ArrivalSource>,
     next_arrival: Option<Arrival>,
+    /// Audio streams opened so far, and the time between a stream's chunks.
+    streams_opened: u64,
+    chunk_interval_ns: u64,
+    /// Class of the event being handled (orders it against chunks not yet queued).
+    current_class: u8,
 }
 
 impl<'a> Simulation<'a> {
@@ -372,6 +378,8 @@ impl<'a> Simulation<'a> {
                 local,
                 batcher: r.llm.is_none().then(|| Batcher::new(r.batching.clone())),
                 in_flight: Vec::new(),
+                streams: Vec::new(),
+                chunk_armed: None,
                 llm: r.llm.map(LlmEngine::new),
                 batch_ns: Vec::new(),
                 batches: 0,
@@ -426,6 +434,13 @@ impl<'a> Simulation<'a> {
             timeout_armed: false,
             source: ArrivalSource::new(&exp.raw.workload, exp.trace.clone()),
             next_arrival: None,
+            streams_opened: 0,
+            chunk_interval_ns: exp
+                .raw
+                .audio
+                .as_ref()
+                .map_or(0, |a| SimTime::from_millis_f64(a.chunk_interval_ms).0),
+            current_class: 0,
         }
     }
 
@@ -532,6 +547,7 @@ impl<'a> Simulation<'a> {
     }
 
     fn handle(&mut self, now: SimTime, ev: Event) {
+        self.current_class = ev.class();
         match ev {
             Event::DeviceDone { part, version } => {
                 let p = part as usize;
@@ -547,9 +563,16 @@ impl<'a> Simulation<'a> {
                     .into_iter()
                     .map(|(req, _)| req)
                     .collect();
-                if let Some(b) = self.replicas[replica].batcher.as_mut() {
-                    let d = b.finish(now.0);
+                if self.replicas[replica].batcher.is_some() {
+                    // Chunks that arrived during the batch join the queue before it decides.
+                    self.catch_up(replica, now, 0);
+                    let d = self.replicas[replica]
+                        .batcher
+                        .as_mut()
+                        .expect("invariant: checked above")
+                        .finish(now.0);
                     self.apply(now, replica, d);
+                    self.arm_chunk(replica);
                 }
                 self.slicers[p].complete(now);
                 self.reschedule(p);
@@ -584,7 +607,9 @@ impl<'a> Simulation<'a> {
                     .timer(now.0);
                 self.apply(now, r, d);
             }
-            Event::Chunk { req, idx, attempt } => self.chunk(now, req, idx, attempt),
+            Event::Chunk { replica, stream } => {
+                self.chunk_arrives(now, replica as usize, stream);
+            }
             Event::Fault { source } => self.fault(now, source as usize),
             Event::Recover { replica, epoch } => self.recover(now, replica as usize, epoch),
             Event::UserJoin { user } => {
@@ -675,6 +700,9 @@ impl<'a> Simulation<'a> {
     /// `req` is done with `stage`: no longer outstanding on its replica.
     fn release(&mut self, req: ReqId, stage: Stage) {
         let s = stage as usize;
+        if let (Stage::Asr, Some(g)) = (stage, self.requests[slot(req)].routed[s]) {
+            self.close_stream(req, g as usize);
+        }
         if let Some(g) = self.requests[slot(req)].routed[s].take() {
             let local = self.replicas[g as usize].local;
             self.routers[s]
@@ -735,7 +763,6 @@ impl<'a> Simulation<'a> {
             first_audio_at: None,
             tts_ms: Vec::new(),
             itl_ms: Vec::new(),
-            attempt: 0,
             delivered: 0,
             retries: 0,
         };
@@ -774,55 +801,15 @@ impl<'a> Simulation<'a> {
 
     /// Open the audio stream on an ASR replica (again, after a retry).
     fn asr_enter(&mut self, now: SimTime, req: ReqId) {
-        if self.route(req, Stage::Asr).is_none() {
+        let Some(replica) = self.route(req, Stage::Asr) else {
             self.counts.unavailable += 1;
             self.fail(now, req);
             return;
-        }
+        };
         let r = &mut self.requests[slot(req)];
         r.chunks_done = 0;
-        let attempt = r.attempt;
-        self.engine.schedule(
-            now,
-            Event::Chunk {
-                req,
-                idx: 0,
-                attempt,
-            },
-        );
-    }
-
-    fn chunk(&mut self, now: SimTime, req: ReqId, idx: u32, attempt: u32) {
-        if !self.is_active(req) || self.requests[slot(req)].attempt != attempt {
-            return; // the client stopped streaming, or restarted the stream elsewhere
-        }
-        let r = &self.requests[slot(req)];
-        let replica = r.routed[Stage::Asr as usize].expect("invariant: routed to asr") as usize;
         let chunks = r.chunks;
-        let d = self.replicas[replica]
-            .batcher
-            .as_mut()
-            .expect("invariant: asr replicas batch")
-            .push(now.0, (req, 0));
-        self.apply(now, replica, d);
-        if idx + 1 < chunks {
-            let interval = SimTime::from_millis_f64(
-                self.exp
-                    .raw
-                    .audio
-                    .as_ref()
-                    .expect("invariant: asr has audio")
-                    .chunk_interval_ms,
-            );
-            self.engine.schedule(
-                now.plus(interval.0),
-                Event::Chunk {
-                    req,
-                    idx: idx + 1,
-                    attempt,
-                },
-            );
-        }
+        self.open_stream(now, req, replica, chunks);
     }
 
     /// Carry out a batcher's decision.

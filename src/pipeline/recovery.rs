@@ -91,6 +91,7 @@ impl Simulation<'_> {
         if spec.llm.is_some() {
             self.track_kv(r); // its KV cache is gone with it
         }
+        self.drop_streams(r);
         self.routers[stage as usize]
             .as_mut()
             .expect("invariant: a replica's stage is routed")
@@ -159,10 +160,7 @@ impl Simulation<'_> {
             self.counts.retried += 1;
             self.faults[fault].retried += 1;
             match stage {
-                Stage::Asr => {
-                    self.requests[super::slot(q)].attempt += 1;
-                    self.asr_enter(now, q);
-                }
+                Stage::Asr => self.asr_enter(now, q),
                 Stage::Llm => self.llm_enter(now, q),
                 Stage::Tts => {
                     // The sentence is sent again; its latency keeps counting from the first send.
