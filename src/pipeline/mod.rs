@@ -883,12 +883,15 @@ impl<'a> Simulation<'a> {
         self.versions[part] += 1;
         self.armed[part] = next;
         if let Some(t) = next {
-            self.engine.schedule(
+            // Same-instant completions run in partition order, whenever they were scheduled
+            // (so that how the queue got there cannot change the order).
+            self.engine.schedule_ordered(
                 t,
                 Event::DeviceDone {
                     part: part as u32,
                     version: self.versions[part],
                 },
+                part as u64,
             );
         }
     }
