@@ -309,7 +309,16 @@ impl TimeSlicer {
 
     /// Exact time of the next job completion if nothing else is submitted.
     pub fn next_completion(&self) -> Option<SimTime> {
-        if self.sched.phase == Phase::Idle {
+        let s = &self.sched;
+        if let [lone] = s.ring[..] {
+            // One context (a dedicated GPU or MIG instance, mostly): no look-ahead needed.
+            return match s.phase {
+                Phase::Idle => None,
+                Phase::Running { .. } => Some(self.now.plus(lone.head_rem_ns)),
+                Phase::Switching { left_ns } => Some(self.now.plus(left_ns + lone.head_rem_ns)),
+            };
+        }
+        if s.phase == Phase::Idle {
             return None;
         }
         let mut look = self.sched.clone();
