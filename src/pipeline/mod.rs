@@ -202,6 +202,8 @@ struct Replica {
     batches: u64,
     batch_items: u64,
     routed: u64,
+    /// Host-side preparation of each iteration, ns (LLMs).
+    step_overhead_ns: u64,
     /// Bytes of one KV block (LLMs).
     kv_block_bytes: u64,
     /// KV blocks held the last time the partition's dynamic memory was updated.
@@ -385,6 +387,10 @@ impl<'a> Simulation<'a> {
                 batches: 0,
                 batch_items: 0,
                 routed: 0,
+                step_overhead_ns: match &exp.models[r.model].kind {
+                    ModelKind::Llm(l) => SimTime::from_micros_f64(l.step_overhead_us).0,
+                    _ => 0,
+                },
                 kv_block_bytes: r.kv_block_bytes,
                 kv_blocks_seen: 0,
                 up: true,
@@ -559,10 +565,7 @@ impl<'a> Simulation<'a> {
                 let replica = token as usize;
                 // A batching replica hands the GPU its next batch before the finished one is
                 // retired, so that it keeps its turn (see `TimeSlicer::finishing`).
-                let finished: Vec<ReqId> = std::mem::take(&mut self.replicas[replica].in_flight)
-                    .into_iter()
-                    .map(|(req, _)| req)
-                    .collect();
+                let finished = std::mem::take(&mut self.replicas[replica].in_flight);
                 if self.replicas[replica].batcher.is_some() {
                     // Chunks that arrived during the batch join the queue before it decides.
                     self.catch_up(replica, now, 0);
@@ -578,12 +581,12 @@ impl<'a> Simulation<'a> {
                 self.reschedule(p);
                 match self.replicas[replica].stage {
                     Stage::Asr => {
-                        for req in finished {
+                        for (req, _) in finished {
                             self.asr_chunk_done(now, req);
                         }
                     }
                     Stage::Tts => {
-                        for req in finished {
+                        for (req, _) in finished {
                             self.tts_sentence_done(now, req);
                         }
                     }
@@ -934,12 +937,8 @@ impl<'a> Simulation<'a> {
 
     /// The engine's loop wakes up: prepare the next iteration on the host first.
     fn llm_wake(&mut self, now: SimTime, replica: usize) {
-        let ModelKind::Llm(l) = &self.exp.models[self.replicas[replica].model].kind else {
-            panic!("invariant: llm replica runs an llm model");
-        };
-        let overhead = SimTime::from_micros_f64(l.step_overhead_us);
         self.engine.schedule(
-            now.plus(overhead.0),
+            now.plus(self.replicas[replica].step_overhead_ns),
             Event::LlmStep {
                 replica: replica as u32,
                 epoch: self.replicas[replica].epoch,
