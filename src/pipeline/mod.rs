@@ -326,6 +326,8 @@ pub struct Simulation<'a> {
     chunk_interval_ns: u64,
     /// Class of the event being handled (orders it against chunks not yet queued).
     current_class: u8,
+    /// Tokens of the LLM iteration being retired (a buffer reused by every iteration).
+    tokens: Vec<(ReqId, u32)>,
 }
 
 impl<'a> Simulation<'a> {
@@ -447,6 +449,7 @@ impl<'a> Simulation<'a> {
                 .as_ref()
                 .map_or(0, |a| SimTime::from_millis_f64(a.chunk_interval_ms).0),
             current_class: 0,
+            tokens: Vec::new(),
         }
     }
 
@@ -1042,12 +1045,15 @@ impl<'a> Simulation<'a> {
             .llm
             .as_mut()
             .expect("invariant: llm replica");
-        let emitted = engine.finish_step(now.0);
+        let mut emitted = std::mem::take(&mut self.tokens);
+        engine.finish_step_into(now.0, &mut emitted);
         let more = engine.has_work();
         self.track_kv(replica);
-        for (req, generated) in emitted {
+        for &(req, generated) in &emitted {
             self.on_token(now, req, generated);
         }
+        emitted.clear();
+        self.tokens = emitted;
         if more {
             self.llm_wake(now, replica);
         }

@@ -357,8 +357,14 @@ impl LlmEngine {
     /// sequence whose cache is complete samples one token. Returns `(request, tokens
     /// generated so far)` per sampled token; finished sequences leave and free their blocks.
     pub fn finish_step(&mut self, now_ns: u64) -> Vec<(u64, u32)> {
-        self.account(now_ns);
         let mut out = Vec::with_capacity(self.running.len());
+        self.finish_step_into(now_ns, &mut out);
+        out
+    }
+
+    /// [`Self::finish_step`], appending to `out` (a buffer the caller reuses).
+    pub fn finish_step_into(&mut self, now_ns: u64, out: &mut Vec<(u64, u32)>) {
+        self.account(now_ns);
         for s in &mut self.running {
             if s.scheduled == 0 {
                 continue;
@@ -385,7 +391,6 @@ impl LlmEngine {
         if !self.has_work() {
             self.awake = false;
         }
-        out
     }
 }
 

@@ -12,6 +12,8 @@
 
 use std::collections::VecDeque;
 
+use smallvec::SmallVec;
+
 use crate::engine::SimTime;
 use crate::timeline::BusyTimeline;
 
@@ -40,7 +42,8 @@ enum Phase {
 struct Schedule {
     quantum_ns: u64,
     switch_ns: u64,
-    ring: Vec<Slot>,
+    /// Inline for a few contexts, so that a look-ahead copy does not allocate.
+    ring: SmallVec<[Slot; 4]>,
     cur: usize,
     phase: Phase,
     /// The context whose state is loaded on the GPU (no switch needed to resume it).
@@ -204,7 +207,7 @@ impl TimeSlicer {
             sched: Schedule {
                 quantum_ns,
                 switch_ns,
-                ring: Vec::new(),
+                ring: SmallVec::new(),
                 cur: 0,
                 phase: Phase::Idle,
                 loaded: None,
