@@ -132,17 +132,8 @@ impl<E: EventClass> Engine<E> {
 
     /// Schedule `event` at absolute time `at`. Scheduling into the past is a model bug.
     pub fn schedule(&mut self, at: SimTime, event: E) {
-        assert!(
-            at >= self.now,
-            "invariant: event scheduled in the past ({} ns < now {} ns)",
-            at.0,
-            self.now.0
-        );
-        let class = event.class();
         // Ties at the same time and class keep insertion order, so runs are reproducible.
-        debug_assert!(self.seq < 1 << SEQ_BITS);
-        let key = (u128::from(at.0) << 64) | (u128::from(class) << SEQ_BITS) | u128::from(self.seq);
-        self.heap.push(Entry { key, event });
+        self.push(at, event, self.seq);
         self.seq += 1;
     }
 
@@ -151,6 +142,10 @@ impl<E: EventClass> Engine<E> {
     /// stands one event for a chain of others (audio chunks) can then keep the order the
     /// chain would have had. `order` must fit in 56 bits.
     pub fn schedule_ordered(&mut self, at: SimTime, event: E, order: u64) {
+        self.push(at, event, order);
+    }
+
+    fn push(&mut self, at: SimTime, event: E, order: u64) {
         assert!(
             at >= self.now,
             "invariant: event scheduled in the past ({} ns < now {} ns)",

@@ -50,24 +50,13 @@ impl Simulation<'_> {
     /// `req` stops streaming to `replica` (it failed, was cancelled, or its replica is being
     /// left): the chunks it sent until now are queued first.
     pub(super) fn close_stream(&mut self, req: ReqId, replica: usize) {
-        let Some(i) = self.replicas[replica]
-            .streams
-            .iter()
-            .position(|s| s.req == req)
-        else {
+        if !self.replicas[replica].streams.iter().any(|s| s.req == req) {
             return;
-        };
+        }
         let (now, class) = (self.engine.now(), self.current_class);
         self.catch_up(replica, now, class);
-        // Catching up may have sent its last chunk (and dropped it); look again.
-        if let Some(j) = self.replicas[replica]
-            .streams
-            .iter()
-            .position(|s| s.req == req)
-        {
-            debug_assert!(j <= i);
-            self.replicas[replica].streams.remove(j);
-        }
+        // Catching up may have sent its last chunk (and dropped it already).
+        self.replicas[replica].streams.retain(|s| s.req != req);
         self.arm_chunk(replica);
     }
 

@@ -950,19 +950,12 @@ fn enumerate(ctx: &Ctx, b: &Bounds, a: &[Placement], lb_total: u32, g: u32) -> V
                                 for (i, &m) in mig.iter().enumerate() {
                                     replicas[m] = mr[i];
                                 }
-                                for pool in [t, p].into_iter().flatten() {
-                                    for (m, &u) in pool.unit.iter().enumerate() {
-                                        if u > 0 {
-                                            replicas[m] = u * pool.gpus;
-                                        }
-                                    }
-                                }
-                                out.push(Candidate {
-                                    placements: a.to_vec(),
+                                out.push(Candidate::with_pools(
+                                    a.to_vec(),
                                     replicas,
-                                    time_slicing: t.clone(),
-                                    mps: p.clone(),
-                                });
+                                    t.clone(),
+                                    p.clone(),
+                                ));
                             }
                         }
                     }
@@ -1271,19 +1264,12 @@ pub fn exhaustive(ctx: &Ctx, max_gpus: u32, max_replicas: u32) -> Vec<Evaluated>
                     for (i, &m) in plain.iter().enumerate() {
                         replicas[m] = counts[i];
                     }
-                    for pool in [t, p].into_iter().flatten() {
-                        for (m, &u) in pool.unit.iter().enumerate() {
-                            if u > 0 {
-                                replicas[m] = u * pool.gpus;
-                            }
-                        }
-                    }
-                    cands.insert(Candidate {
-                        placements: a.to_vec(),
+                    cands.insert(Candidate::with_pools(
+                        a.to_vec(),
                         replicas,
-                        time_slicing: t.clone(),
-                        mps: p.clone(),
-                    });
+                        t.clone(),
+                        p.clone(),
+                    ));
                 }
             }
         }

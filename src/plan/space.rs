@@ -116,6 +116,29 @@ pub struct Packed {
 }
 
 impl Candidate {
+    /// A configuration whose pooled models get `unit` x the pool's GPUs replicas each; the
+    /// others keep theirs from `replicas`.
+    pub fn with_pools(
+        placements: Vec<Placement>,
+        mut replicas: Vec<u32>,
+        time_slicing: Option<Pool>,
+        mps: Option<Pool>,
+    ) -> Candidate {
+        for pool in [&time_slicing, &mps].into_iter().flatten() {
+            for (m, &u) in pool.unit.iter().enumerate() {
+                if u > 0 {
+                    replicas[m] = u * pool.gpus;
+                }
+            }
+        }
+        Candidate {
+            placements,
+            replicas,
+            time_slicing,
+            mps,
+        }
+    }
+
     /// MIG instances needed: profile -> count.
     pub fn mig_need(&self) -> BTreeMap<String, u32> {
         let mut need = BTreeMap::new();
