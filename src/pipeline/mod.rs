@@ -22,12 +22,13 @@ use crate::metrics::{Counts, StageSamples};
 use crate::profile::Demand;
 use crate::profile::{Breakdown, Efficiency, ModelKind, TtsProfile, exec_time};
 use crate::serving::batcher::Decision;
-use crate::serving::llm::KvUsage;
+use crate::serving::llm::{KvUsage, StepPlan};
 use crate::serving::{Batcher, KvPolicy, LlmEngine, Router};
 use crate::sharing::{Device, MpsShare, TimeSlicer};
 use crate::timeline::BusyTimeline;
 
 mod recovery;
+mod solo;
 mod streams;
 use crate::workload::{Answer, Arrival, WorkloadSpec, chunks_for, poisson_gap_s, user_window};
 
@@ -215,6 +216,11 @@ struct Replica {
     down: Vec<(u64, u64)>,
     /// The fault that took it down, until it is back.
     fault: Option<usize>,
+    /// When the LLM's next iteration is prepared on the host (its `Event::LlmStep`).
+    step_at: Option<SimTime>,
+    /// An LLM alone on its partition may run ahead of the queue (see `solo`).
+    may_solo: bool,
+    solo: Option<solo::Solo>,
 }
 
 /// What one replica did, as the run saw it.
@@ -328,6 +334,15 @@ pub struct Simulation<'a> {
     current_class: u8,
     /// Tokens of the LLM iteration being retired (a buffer reused by every iteration).
     tokens: Vec<(ReqId, u32)>,
+    /// Order of the event being handled among its class's same-instant events (its
+    /// partition, for a completion).
+    current_order: u64,
+    /// A solo LLM replica is catching up with the clock: its iterations schedule nothing.
+    committing: bool,
+    /// Scratch for a solo replica's look-ahead (see `solo`).
+    ahead: solo::Ahead,
+    /// The LLM replica alone on each partition, if it may run ahead.
+    solo_of: Vec<Option<u32>>,
 }
 
 impl<'a> Simulation<'a> {
@@ -399,7 +414,18 @@ impl<'a> Simulation<'a> {
                 epoch: 0,
                 down: Vec::new(),
                 fault: None,
+                step_at: None,
+                may_solo: false,
+                solo: None,
             });
+        }
+        let mut solo_of = vec![None; slicers.len()];
+        for (i, r) in replicas.iter_mut().enumerate() {
+            r.may_solo = r.llm.is_some()
+                && matches!(&slicers[r.partition], Device::Sliced(t) if t.contexts() == 1);
+            if r.may_solo {
+                solo_of[r.partition] = Some(i as u32);
+            }
         }
         let duration = SimTime::from_secs_f64(exp.duration_s);
         let bucket_ns = BusyTimeline::width_for(duration);
@@ -450,7 +476,22 @@ impl<'a> Simulation<'a> {
                 .map_or(0, |a| SimTime::from_millis_f64(a.chunk_interval_ms).0),
             current_class: 0,
             tokens: Vec::new(),
+            current_order: 0,
+            committing: false,
+            ahead: solo::Ahead::default(),
+            solo_of,
         }
+    }
+
+    /// The same run with every LLM step and completion as its own event: no replica runs
+    /// ahead of the queue (see `solo`). Results are identical, only slower; this exists so
+    /// that tests can check that.
+    pub fn without_run_ahead(mut self) -> Self {
+        for r in &mut self.replicas {
+            r.may_solo = false;
+        }
+        self.solo_of.iter_mut().for_each(|s| *s = None);
+        self
     }
 
     /// Run to the end and return the results.
@@ -502,6 +543,13 @@ impl<'a> Simulation<'a> {
             if !closed && self.next_arrival.is_none() && self.in_flight() == 0 {
                 break;
             }
+        }
+        // Solo LLM replicas catch up with where the run stopped: the closed loop's window, or
+        // the last event handled.
+        if closed {
+            self.solo_settle_to((self.end, u8::MAX, u64::MAX));
+        } else {
+            self.solo_settle_to((self.engine.now(), self.current_class, self.current_order));
         }
         // Bring every partition's accounting to the end of the measured window: the closed
         // loop's fixed window, or (open loop, which drains) the last outcome.
@@ -557,11 +605,18 @@ impl<'a> Simulation<'a> {
 
     fn handle(&mut self, now: SimTime, ev: Event) {
         self.current_class = ev.class();
+        self.current_order = match ev {
+            Event::DeviceDone { part, .. } => u64::from(part),
+            _ => 0,
+        };
         match ev {
             Event::DeviceDone { part, version } => {
                 let p = part as usize;
                 if self.versions[p] != version {
                     return; // superseded by a later submission
+                }
+                if let Some(r) = self.solo_owner(p) {
+                    self.solo_arrive(r, false);
                 }
                 self.armed[p] = None;
                 let (_, token) = self.slicers[p].finishing(now);
@@ -597,8 +652,14 @@ impl<'a> Simulation<'a> {
                 }
             }
             Event::LlmStep { replica, epoch } => {
-                if self.replicas[replica as usize].epoch == epoch {
-                    self.llm_submit(now, replica as usize);
+                let r = replica as usize;
+                if self.replicas[r].epoch != epoch {
+                    return;
+                }
+                self.solo_arrive(r, true);
+                if self.replicas[r].step_at == Some(now) {
+                    self.replicas[r].step_at = None;
+                    self.llm_submit(now, r);
                 }
             }
             Event::BatchTimer { replica, epoch } => {
@@ -616,7 +677,10 @@ impl<'a> Simulation<'a> {
             Event::Chunk { replica, stream } => {
                 self.chunk_arrives(now, replica as usize, stream);
             }
-            Event::Fault { source } => self.fault(now, source as usize),
+            Event::Fault { source } => {
+                self.solo_settle_all(); // a fault may take any replica down
+                self.fault(now, source as usize);
+            }
             Event::Recover { replica, epoch } => self.recover(now, replica as usize, epoch),
             Event::UserJoin { user } => {
                 self.users[user as usize].active = true;
@@ -638,6 +702,7 @@ impl<'a> Simulation<'a> {
                 if let Some(r) = u.request.take()
                     && self.is_active(r)
                 {
+                    self.solo_interrupt_for(r);
                     self.requests[slot(r)].status = Status::Cancelled;
                     self.counts.cancelled += 1;
                     self.release_all(r);
@@ -883,6 +948,11 @@ impl<'a> Simulation<'a> {
     /// Keep exactly one live completion event per partition.
     fn reschedule(&mut self, part: usize) {
         let next = self.slicers[part].next_completion();
+        if self.committing {
+            // A solo replica catching up: its completions are already in the past.
+            self.armed[part] = next;
+            return;
+        }
         if next == self.armed[part] {
             return; // the pending event is still right: no new one (and no stale one)
         }
@@ -933,6 +1003,11 @@ impl<'a> Simulation<'a> {
             self.fail(now, req);
             return;
         }
+        self.solo_interrupt(replica);
+        let engine = self.replicas[replica]
+            .llm
+            .as_mut()
+            .expect("invariant: llm replica");
         if engine.enqueue(now.0, req, prompt, out) {
             self.llm_wake(now, replica);
         }
@@ -940,8 +1015,13 @@ impl<'a> Simulation<'a> {
 
     /// The engine's loop wakes up: prepare the next iteration on the host first.
     fn llm_wake(&mut self, now: SimTime, replica: usize) {
+        let at = now.plus(self.replicas[replica].step_overhead_ns);
+        self.replicas[replica].step_at = Some(at);
+        if self.committing {
+            return; // a solo replica's next step stays local (see `solo`)
+        }
         self.engine.schedule(
-            now.plus(self.replicas[replica].step_overhead_ns),
+            at,
             Event::LlmStep {
                 replica: replica as u32,
                 epoch: self.replicas[replica].epoch,
@@ -949,16 +1029,19 @@ impl<'a> Simulation<'a> {
         );
     }
 
-    /// Blocks the replica's on-demand cache could still take from its partition.
-    fn free_kv_blocks(&self, replica: usize) -> u64 {
+    /// Blocks the replica's on-demand cache could still take from its partition, were its
+    /// own cache `seen` blocks (as last tracked: `kv_blocks_seen`, unless looking ahead).
+    fn free_kv_blocks(&self, replica: usize, seen: u64) -> u64 {
         let r = &self.replicas[replica];
         let p = r.partition;
         let total = self.exp.partitions[p].resources.memory_bytes;
-        let mut free = total.saturating_sub(self.static_bytes[p] + self.dynamic_bytes[p]);
+        let dynamic =
+            self.dynamic_bytes[p] + seen * r.kv_block_bytes - r.kv_blocks_seen * r.kv_block_bytes;
+        let mut free = total.saturating_sub(self.static_bytes[p] + dynamic);
         let spec = &self.exp.replicas[replica];
         if let Some(limit) = spec.memory_limit_bytes {
             // An MPS client cannot pin more than its limit, whatever the card has free.
-            let own = spec.footprint_bytes + r.kv_blocks_seen * r.kv_block_bytes;
+            let own = spec.footprint_bytes + seen * r.kv_block_bytes;
             free = free.min(limit.saturating_sub(own));
         }
         free / r.kv_block_bytes.max(1)
@@ -980,7 +1063,7 @@ impl<'a> Simulation<'a> {
     }
 
     fn llm_submit(&mut self, now: SimTime, replica: usize) {
-        let free = self.free_kv_blocks(replica);
+        let free = self.free_kv_blocks(replica, self.replicas[replica].kv_blocks_seen);
         let requests = &self.requests;
         let engine = self.replicas[replica]
             .llm
@@ -1022,9 +1105,22 @@ impl<'a> Simulation<'a> {
             }
             return;
         }
+        debug_assert!(
+            !self.committing || plan.out_of_memory.is_empty(),
+            "invariant: a solo replica's look-ahead stops before a failure"
+        );
         let r = &mut self.replicas[replica];
         r.batches += 1;
         r.batch_items += plan.seqs;
+        let (ns, demand) = self.llm_step_time(replica, &plan);
+        let phases = demand.map_or_else(Vec::new, |d| vec![d]);
+        self.submit(now, replica, ns, phases);
+    }
+
+    /// Runtime of a planned iteration alone on the replica's partition, and (under MPS
+    /// only) its demand.
+    fn llm_step_time(&self, replica: usize, plan: &StepPlan) -> (u64, Option<Demand>) {
+        let r = &self.replicas[replica];
         let m = &self.exp.models[r.model];
         let ModelKind::Llm(l) = &m.kind else {
             panic!("invariant: llm replica runs an llm model");
@@ -1032,12 +1128,10 @@ impl<'a> Simulation<'a> {
         let part = &self.exp.partitions[r.partition].resources;
         let work = l.step_work(plan.prefill_tokens, plan.decode_seqs, plan.context_tokens);
         let ns = exec_time(&work, part, &m.efficiency).ns();
-        let phases = if self.slicers[r.partition].needs_phases() {
-            vec![Demand::of(&work, part, &m.efficiency)]
-        } else {
-            Vec::new()
-        };
-        self.submit(now, replica, ns, phases);
+        let demand = self.slicers[r.partition]
+            .needs_phases()
+            .then(|| Demand::of(&work, part, &m.efficiency));
+        (ns, demand)
     }
 
     fn llm_iteration_done(&mut self, now: SimTime, replica: usize) {
@@ -1055,7 +1149,11 @@ impl<'a> Simulation<'a> {
         emitted.clear();
         self.tokens = emitted;
         if more {
-            self.llm_wake(now, replica);
+            if self.replicas[replica].may_solo && !self.committing {
+                self.solo_start(now, replica);
+            } else {
+                self.llm_wake(now, replica);
+            }
         }
     }
 
@@ -1064,6 +1162,10 @@ impl<'a> Simulation<'a> {
         if !self.is_active(req) {
             return;
         }
+        debug_assert!(
+            !self.committing || !solo::seen_by_others(&self.requests[slot(req)], generated),
+            "invariant: a solo replica's look-ahead stops at a token others see"
+        );
         let r = &mut self.requests[slot(req)];
         if generated <= r.delivered {
             return; // a retried generation catching up with what the client already has
@@ -1159,6 +1261,7 @@ impl<'a> Simulation<'a> {
         if !self.is_active(req) {
             return;
         }
+        self.solo_interrupt_for(req);
         self.requests[slot(req)].status = Status::Failed;
         self.counts.failed += 1;
         self.last_outcome = now;

@@ -79,6 +79,7 @@ impl Simulation<'_> {
         }
         rep.epoch += 1;
         rep.fault = Some(fault);
+        rep.step_at = None;
         rep.in_flight.clear();
         if rep.batcher.is_some() {
             rep.batcher = Some(Batcher::new(spec.batching.clone()));

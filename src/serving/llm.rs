@@ -122,6 +122,25 @@ pub struct LlmEngine {
     last_change_ns: u64,
 }
 
+impl Clone for LlmEngine {
+    fn clone(&self) -> Self {
+        let mut e = LlmEngine::new(self.cfg);
+        e.clone_from(self);
+        e
+    }
+
+    /// Reuses this engine's buffers (a look-ahead copy is taken often).
+    fn clone_from(&mut self, other: &Self) {
+        self.cfg = other.cfg;
+        self.waiting.clone_from(&other.waiting);
+        self.running.clone_from(&other.running);
+        self.awake = other.awake;
+        self.used_blocks = other.used_blocks;
+        self.usage = other.usage;
+        self.last_change_ns = other.last_change_ns;
+    }
+}
+
 /// Blocks needed to hold `tokens` tokens.
 pub fn blocks_for(tokens: u64, block_tokens: u32) -> u64 {
     tokens.div_ceil(u64::from(block_tokens))

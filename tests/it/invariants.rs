@@ -1,7 +1,9 @@
 //! Invariants: determinism, request conservation, and metamorphic relations.
 
 use gpushare::engine::SimTime;
+use gpushare::experiment::Experiment;
 use gpushare::experiment::SharingSpec;
+use gpushare::hardware::Catalogue;
 use gpushare::pipeline::Simulation;
 use gpushare::report::{run_experiment, summary_json};
 use gpushare::workload::{Poisson, WorkloadSpec};
@@ -110,4 +112,53 @@ fn busy_fractions_stay_within_wall_time() {
     // Overloaded open loop: throughput is what drained, not the offered 20 req/s.
     let r = run_experiment(&open);
     assert!(r.throughput_rps < 5.0, "{}", r.throughput_rps);
+}
+
+/// LLM replicas alone on their partition run ahead of the event queue; the same run with one
+/// event per step and per completion must give identical results, on experiments that reach
+/// every way a running-ahead replica is interrupted: new requests, timeouts, crashes and
+/// restarts, KV-cache exhaustion, streamed sentences to TTS.
+#[test]
+fn running_ahead_changes_nothing_but_the_event_count() {
+    let files = [
+        "seed/baseline-heavy.toml",
+        "seed/mig-heavy.toml",
+        "faults/baseline-heavy-faults.toml",
+        "kv-cache/whole-a100-small-kv.toml",
+        "kv-cache/mig-3g40gb.toml",
+        "fleet/fleet-10.toml",
+    ];
+    let mut fewer = 0;
+    for f in files {
+        let path = crate::root().join("experiments").join(f);
+        let mut e = Experiment::load(&path, &Catalogue::builtin()).expect("experiment loads");
+        shorten(&mut e, 0.3);
+        if let WorkloadSpec::Poisson(p) = &mut e.raw.workload {
+            p.duration_s = p.duration_s.min(30.0);
+        }
+        for seed in [1, 2] {
+            e.raw.seed = seed;
+            if seed == 2 {
+                // Retried requests and KV exhaustion that crashes the LLM reach the replica too.
+                let faults = e.raw.faults.get_or_insert_with(Default::default);
+                faults.retries = 2;
+                faults.oom_crashes = true;
+            }
+            let mut ahead = Simulation::new(&e).run();
+            let mut stepped = Simulation::new(&e).without_run_ahead().run();
+            assert!(ahead.events <= stepped.events, "{f} seed {seed}");
+            if ahead.events < stepped.events {
+                fewer += 1;
+            }
+            ahead.events = 0;
+            stepped.events = 0;
+            assert_eq!(
+                format!("{ahead:?}"),
+                format!("{stepped:?}"),
+                "{f} seed {seed}"
+            );
+        }
+    }
+    // Every file has an LLM replica alone on a partition: running ahead must have saved events.
+    assert_eq!(fewer, 2 * files.len());
 }

@@ -1,0 +1,282 @@
+//! LLM replicas alone on their partition run ahead of the event queue.
+//!
+//! An LLM replica with a partition to itself (a dedicated GPU, or a MIG instance with no
+//! other tenant) evolves on its own between the moments anything else sees it: its host step
+//! and the GPU's completion of each iteration depend only on its own queue, its own requests
+//! and its own KV cache. Those iterations need no event each. After an iteration, a copy of
+//! its engine looks ahead ([`Simulation::solo_start`]) to the first iteration whose tokens
+//! somebody else sees (a sentence end handed to TTS, the last token that releases the
+//! request), or to a step that fails a request or finds nothing to run; only that one event,
+//! the horizon, goes into the queue. The iterations before it stay local and run, with their
+//! own timestamps and the same code as event by event, when the replica is next looked at:
+//!
+//! - at the horizon ([`Simulation::solo_arrive`]), which then runs as the ordinary event;
+//! - when something reaches the replica first: a request enqueued, one of its requests
+//!   failed or cancelled, a fault ([`Simulation::solo_interrupt`]). It catches up to the
+//!   instant, puts its next step or completion back in the queue as an ordinary event, and
+//!   runs event by event until its next iteration ends.
+//!
+//! Local steps and completions are ordered against the event that interrupts them as the
+//! queue would have ordered them (time, then class, then partition for completions), so
+//! results are identical to one event per step and per completion.
+
+use super::{Event, ReqId, Request, Simulation, Stage, slot};
+use crate::engine::SimTime;
+use crate::serving::{KvPolicy, LlmEngine};
+
+/// A solo replica running ahead, and the one event it left in the queue.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Solo {
+    /// When the horizon event fires.
+    horizon: SimTime,
+    /// Whether it is a host step (`Event::LlmStep`), else the GPU's completion.
+    step: bool,
+}
+
+/// Buffers reused by every look-ahead.
+#[derive(Debug, Default)]
+pub(super) struct Ahead {
+    engine: Option<LlmEngine>,
+    tokens: Vec<(ReqId, u32)>,
+}
+
+/// Most iterations one look-ahead covers (bounds its work; the result does not depend on it).
+const MAX_AHEAD: usize = 256;
+
+/// An event's place in the queue: time, class, then order within the class (the partition,
+/// for completions; insertion order is not known for the other classes).
+type Key = (SimTime, u8, u64);
+
+/// Whether the queue runs `a` before `b`. Same-instant events of the same class other than
+/// completions run in insertion order, which a local event has none of: the one already in
+/// the queue is taken to come first.
+fn before(a: Key, b: Key) -> bool {
+    a.0 < b.0 || (a.0 == b.0 && (a.1 < b.1 || (a.1 == b.1 && a.1 == 0 && a.2 < b.2)))
+}
+
+/// Whether the `generated`-th token of `r` is seen outside its LLM replica: it ends a
+/// sentence (handed to TTS) or the answer (releases the replica).
+pub(super) fn seen_by_others(r: &Request, generated: u32) -> bool {
+    generated == r.answer.output_tokens() || r.answer.sentence_ends.contains(&generated)
+}
+
+impl Simulation<'_> {
+    /// The solo LLM replica on `part` that is running ahead, if any.
+    pub(super) fn solo_owner(&self, part: usize) -> Option<usize> {
+        let r = self.solo_of[part]? as usize;
+        self.replicas[r].solo.is_some().then_some(r)
+    }
+
+    /// Solo replica `r` finished an iteration at `now` and has work left: look ahead for its
+    /// horizon and leave only that in the queue (or, if its very next step is the horizon,
+    /// schedule that step as usual).
+    pub(super) fn solo_start(&mut self, now: SimTime, r: usize) {
+        let overhead = self.replicas[r].step_overhead_ns;
+        let mut engine = self.ahead.engine.take();
+        let mut tokens = std::mem::take(&mut self.ahead.tokens);
+        let real = self.replicas[r]
+            .llm
+            .as_ref()
+            .expect("invariant: llm replica");
+        let e = match &mut engine {
+            Some(e) => {
+                e.clone_from(real);
+                e
+            }
+            None => engine.insert(real.clone()),
+        };
+        let on_demand = e.config().kv == KvPolicy::OnDemand;
+        let mut t = now;
+        let mut steps = 0;
+        let (horizon, step) = loop {
+            let step_at = t.plus(overhead);
+            if steps == MAX_AHEAD {
+                break (step_at, true);
+            }
+            // The same inputs as the real step: live requests, and the blocks free were the
+            // engine's own cache what this copy holds.
+            let seen = if on_demand {
+                e.used_blocks()
+            } else {
+                self.replicas[r].kv_blocks_seen
+            };
+            let free = self.free_kv_blocks(r, seen);
+            let requests = &self.requests;
+            let plan = e.plan(
+                step_at.0,
+                |req| {
+                    let q = &requests[slot(req)];
+                    q.generation == (req >> 32) as u32 && q.status == super::Status::Active
+                },
+                free,
+            );
+            let Some(plan) = plan.filter(|p| p.seqs > 0 && p.out_of_memory.is_empty()) else {
+                break (step_at, true); // it sleeps or fails a request: an ordinary step
+            };
+            let (ns, _) = self.llm_step_time(r, &plan);
+            let done = step_at.plus(ns.max(1));
+            tokens.clear();
+            e.finish_step_into(done.0, &mut tokens);
+            let seen = tokens
+                .iter()
+                .any(|&(q, g)| self.is_active(q) && seen_by_others(&self.requests[slot(q)], g));
+            if seen || !e.has_work() {
+                break (done, false);
+            }
+            t = done;
+            steps += 1;
+        };
+        self.ahead.engine = engine;
+        self.ahead.tokens = tokens;
+        if step && steps == 0 {
+            self.llm_wake(now, r);
+            return;
+        }
+        let rep = &mut self.replicas[r];
+        rep.step_at = Some(now.plus(overhead));
+        rep.solo = Some(Solo { horizon, step });
+        let epoch = rep.epoch;
+        if step {
+            self.engine.schedule(
+                horizon,
+                Event::LlmStep {
+                    replica: r as u32,
+                    epoch,
+                },
+            );
+        } else {
+            let p = rep.partition;
+            self.versions[p] += 1;
+            self.engine.schedule_ordered(
+                horizon,
+                Event::DeviceDone {
+                    part: p as u32,
+                    version: self.versions[p],
+                },
+                p as u64,
+            );
+        }
+    }
+
+    /// The event being handled is a step (`step`) or completion of replica `r`: if it is the
+    /// horizon of `r` running ahead, catch up to it and go back to event by event (the
+    /// caller then handles it as usual).
+    pub(super) fn solo_arrive(&mut self, r: usize, step: bool) {
+        let Some(s) = self.replicas[r].solo else {
+            return;
+        };
+        if s.step != step || (step && s.horizon != self.engine.now()) {
+            return; // a step left over from an earlier look-ahead
+        }
+        self.settle(r, self.current_key());
+        debug_assert_eq!(self.solo_next(r), Some((s.horizon, s.step)));
+        self.replicas[r].solo = None;
+    }
+
+    /// Something reaches replica `r` now: if it runs ahead, catch up to now and put its next
+    /// step or completion in the queue.
+    pub(super) fn solo_interrupt(&mut self, r: usize) {
+        let Some(s) = self.replicas[r].solo else {
+            return;
+        };
+        self.settle(r, self.current_key());
+        self.replicas[r].solo = None;
+        let p = self.replicas[r].partition;
+        let next = self
+            .solo_next(r)
+            .filter(|&(t, step)| (t, step) != (s.horizon, s.step));
+        match next {
+            Some((t, true)) => {
+                if !s.step {
+                    self.versions[p] += 1; // the horizon was a completion: now stale
+                }
+                let epoch = self.replicas[r].epoch;
+                self.engine.schedule(
+                    t,
+                    Event::LlmStep {
+                        replica: r as u32,
+                        epoch,
+                    },
+                );
+            }
+            Some((t, false)) => {
+                self.versions[p] += 1;
+                self.engine.schedule_ordered(
+                    t,
+                    Event::DeviceDone {
+                        part: p as u32,
+                        version: self.versions[p],
+                    },
+                    p as u64,
+                );
+            }
+            None => {} // the horizon is next: its event is already queued
+        }
+    }
+
+    /// `req` is about to change (fail, be cancelled): the replica generating it catches up.
+    pub(super) fn solo_interrupt_for(&mut self, req: ReqId) {
+        if let Some(g) = self.requests[slot(req)].routed[Stage::Llm as usize] {
+            self.solo_interrupt(g as usize);
+        }
+    }
+
+    /// Every replica running ahead catches up and goes back to event by event.
+    pub(super) fn solo_settle_all(&mut self) {
+        for r in 0..self.replicas.len() {
+            self.solo_interrupt(r);
+        }
+    }
+
+    /// At the end of the run: every replica running ahead catches up to `bound`.
+    pub(super) fn solo_settle_to(&mut self, bound: Key) {
+        for r in 0..self.replicas.len() {
+            self.settle(r, bound);
+        }
+    }
+
+    /// The event being handled, as a queue position.
+    fn current_key(&self) -> Key {
+        (self.engine.now(), self.current_class, self.current_order)
+    }
+
+    /// The next local event of replica `r`: its host step, or its iteration's completion.
+    fn solo_next(&self, r: usize) -> Option<(SimTime, bool)> {
+        let rep = &self.replicas[r];
+        match rep.step_at {
+            Some(t) => Some((t, true)),
+            None => self.armed[rep.partition].map(|d| (d, false)),
+        }
+    }
+
+    /// Run replica `r`'s local steps and completions that the queue orders before `bound`,
+    /// stopping at its horizon.
+    fn settle(&mut self, r: usize, bound: Key) {
+        let Some(s) = self.replicas[r].solo else {
+            return;
+        };
+        let p = self.replicas[r].partition;
+        self.committing = true;
+        while let Some((t, step)) = self.solo_next(r) {
+            if t == s.horizon && step == s.step {
+                break;
+            }
+            let key = if step { (t, 1, 0) } else { (t, 0, p as u64) };
+            if !before(key, bound) {
+                break;
+            }
+            if step {
+                self.replicas[r].step_at = None;
+                self.llm_submit(t, r);
+            } else {
+                // As `Event::DeviceDone` does for an LLM replica.
+                self.armed[p] = None;
+                self.slicers[p].finishing(t);
+                self.slicers[p].complete(t);
+                self.reschedule(p);
+                self.llm_iteration_done(t, r);
+            }
+        }
+        self.committing = false;
+    }
+}
