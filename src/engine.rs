@@ -2,6 +2,11 @@
 //!
 //! The engine knows nothing about GPUs: it orders opaque events by `(time, class, sequence)`
 //! and hands them back one at a time. Models decide what an event means.
+//!
+//! Besides events, the engine keeps timers: numbered slots holding at most one pending instant
+//! each, which a model moves as often as it likes (a device's next completion, which every
+//! new job can move). Moving a timer leaves nothing stale behind, unlike scheduling a new
+//! event and ignoring the old one.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -95,7 +100,63 @@ pub struct Engine<E> {
     now: SimTime,
     seq: u64,
     heap: BinaryHeap<Entry<E>>,
+    timers: Timers,
+    /// The timer that fired last, still in the tree until the model has had its chance to
+    /// set it again: usually it does, and clearing it first would walk the tree twice.
+    fired: Option<usize>,
     processed: u64,
+}
+
+/// What [`Engine::pop_any`] hands out: an event, or a timer's slot.
+#[derive(Debug, PartialEq)]
+pub enum Popped<E> {
+    /// A scheduled event.
+    Event(E),
+    /// The timer of this slot fired (it is now unset).
+    Timer(usize),
+}
+
+/// Timer slots in a tournament tree: each inner node holds the smaller key of its two
+/// children, so the earliest timer is at the root and moving one costs a walk up the tree
+/// (`log2` of the slot count, and it stops where nothing changes). A slot's key packs its
+/// time, the timers' class and the slot number like an event's, so the two compare directly.
+#[derive(Debug, Default)]
+struct Timers {
+    /// Class of every timer.
+    class: u8,
+    /// Number of leaves (a power of two); leaf `i` is node `leaves + i`, the root node 1.
+    leaves: usize,
+    /// Keys of the nodes; `u128::MAX` for an unset slot.
+    tree: Vec<u128>,
+}
+
+impl Timers {
+    fn new(slots: usize, class: u8) -> Self {
+        let leaves = slots.next_power_of_two();
+        Timers {
+            class,
+            leaves,
+            tree: vec![u128::MAX; 2 * leaves],
+        }
+    }
+
+    /// The earliest key (`u128::MAX` if no timer is set).
+    fn top(&self) -> u128 {
+        self.tree.get(1).copied().unwrap_or(u128::MAX)
+    }
+
+    fn set(&mut self, slot: usize, key: u128) {
+        let mut i = self.leaves + slot;
+        self.tree[i] = key;
+        while i > 1 {
+            i /= 2;
+            let min = self.tree[2 * i].min(self.tree[2 * i + 1]);
+            if self.tree[i] == min {
+                break; // nothing above changes either
+            }
+            self.tree[i] = min;
+        }
+    }
 }
 
 impl<E: EventClass> Default for Engine<E> {
@@ -111,8 +172,39 @@ impl<E: EventClass> Engine<E> {
             now: SimTime::ZERO,
             seq: 0,
             heap: BinaryHeap::new(),
+            timers: Timers::default(),
+            fired: None,
             processed: 0,
         }
+    }
+
+    /// Give the engine `slots` timers (numbered from 0, all unset), of class `class`: at the
+    /// same instant they run with events by class, and among themselves by slot number. No
+    /// event should be of that class. Replaces any timers set before.
+    pub fn use_timers(&mut self, slots: usize, class: u8) {
+        self.timers = Timers::new(slots, class);
+        self.fired = None;
+    }
+
+    /// Set timer `slot` to fire at `at`, or unset it (`None`), replacing what it held.
+    /// Setting it into the past is a model bug.
+    pub fn set_timer(&mut self, slot: usize, at: Option<SimTime>) {
+        let key = match at {
+            Some(at) => {
+                assert!(
+                    at >= self.now,
+                    "invariant: timer set in the past ({} ns < now {} ns)",
+                    at.0,
+                    self.now.0
+                );
+                Self::key(at, self.timers.class, slot as u64)
+            }
+            None => u128::MAX,
+        };
+        if self.fired == Some(slot) {
+            self.fired = None;
+        }
+        self.timers.set(slot, key);
     }
 
     /// Current simulated time (the time of the last event handed out).
@@ -152,10 +244,13 @@ impl<E: EventClass> Engine<E> {
             at.0,
             self.now.0
         );
-        debug_assert!(order < 1 << SEQ_BITS);
-        let key =
-            (u128::from(at.0) << 64) | (u128::from(event.class()) << SEQ_BITS) | u128::from(order);
+        let key = Self::key(at, event.class(), order);
         self.heap.push(Entry { key, event });
+    }
+
+    fn key(at: SimTime, class: u8, order: u64) -> u128 {
+        debug_assert!(order < 1 << SEQ_BITS);
+        (u128::from(at.0) << 64) | (u128::from(class) << SEQ_BITS) | u128::from(order)
     }
 
     /// Schedule `event` `delay_ns` after now.
@@ -163,14 +258,38 @@ impl<E: EventClass> Engine<E> {
         self.schedule(self.now.plus(delay_ns), event);
     }
 
-    /// Take the next event and advance the clock to it; `None` when the queue is empty.
-    pub fn pop(&mut self) -> Option<(SimTime, E)> {
-        let e = self.heap.pop()?;
-        let time = SimTime((e.key >> 64) as u64);
+    /// Take the next event or timer and advance the clock to it; `None` when neither is left.
+    pub fn pop_any(&mut self) -> Option<(SimTime, Popped<E>)> {
+        if let Some(slot) = self.fired.take() {
+            self.timers.set(slot, u128::MAX); // it fired and was not set again
+        }
+        let timer = self.timers.top();
+        let (key, popped) = if self.heap.peek().is_some_and(|e| e.key < timer) {
+            let e = self.heap.pop().expect("invariant: peeked");
+            (e.key, Popped::Event(e.event))
+        } else if timer != u128::MAX {
+            let slot = (timer & ((1 << SEQ_BITS) - 1)) as usize;
+            self.fired = Some(slot);
+            (timer, Popped::Timer(slot))
+        } else {
+            return None;
+        };
+        let time = SimTime((key >> 64) as u64);
         debug_assert!(time >= self.now);
         self.now = time;
         self.processed += 1;
-        Some((time, e.event))
+        Some((time, popped))
+    }
+
+    /// Take the next event and advance the clock to it; `None` when the queue is empty. For
+    /// an engine without timers (see [`Self::pop_any`]).
+    pub fn pop(&mut self) -> Option<(SimTime, E)> {
+        match self.pop_any()? {
+            (t, Popped::Event(e)) => Some((t, e)),
+            (_, Popped::Timer(slot)) => {
+                panic!("invariant: timer {slot} fired in `pop` (use `pop_any` with timers)")
+            }
+        }
     }
 }
 
@@ -249,6 +368,75 @@ mod tests {
         e.schedule_ordered(SimTime(4), Ev(2, "t4-order9"), 9);
         let order: Vec<_> = std::iter::from_fn(|| e.pop()).map(|(_, ev)| ev.1).collect();
         assert_eq!(order, ["t4-order9", "c1", "c2-order3", "c2-order7", "c3"]);
+    }
+
+    #[test]
+    fn timers_fire_once_in_order_with_events_and_can_move() {
+        let mut e = Engine::new();
+        e.use_timers(5, 1);
+        e.set_timer(3, Some(SimTime(20)));
+        e.set_timer(1, Some(SimTime(10)));
+        e.set_timer(4, Some(SimTime(10)));
+        e.set_timer(2, Some(SimTime(30)));
+        e.set_timer(2, Some(SimTime(8))); // moved earlier: fires once, at 8
+        e.set_timer(3, None); // unset: never fires
+        e.schedule(SimTime(10), Ev(0, "c0"));
+        e.schedule(SimTime(10), Ev(2, "c2"));
+        let mut order = Vec::new();
+        while let Some((t, p)) = e.pop_any() {
+            order.push(match p {
+                Popped::Event(ev) => format!("{} {}", t.0, ev.1),
+                Popped::Timer(s) => format!("{} timer {s}", t.0),
+            });
+            if order.len() == 2 {
+                e.set_timer(2, Some(SimTime(12))); // set again after firing
+            }
+        }
+        assert_eq!(
+            order,
+            [
+                "8 timer 2",
+                "10 c0",
+                "10 timer 1",
+                "10 timer 4",
+                "10 c2",
+                "12 timer 2"
+            ]
+        );
+        assert_eq!(e.processed(), 6);
+    }
+
+    proptest::proptest! {
+        /// Timers behave as one pending event per slot, the latest setting winning.
+        #[test]
+        fn timers_match_a_list_of_pending_instants(
+            ops in proptest::collection::vec((0usize..9, proptest::option::of(0u64..50)), 1..60),
+        ) {
+            let mut e: Engine<Ev> = Engine::new();
+            e.use_timers(9, 0);
+            let mut model: Vec<Option<u64>> = vec![None; 9];
+            for (slot, at) in ops {
+                let at = at.map(|d| e.now().0 + d);
+                e.set_timer(slot, at.map(SimTime));
+                model[slot] = at;
+                // Every few operations, fire the earliest timer of the model.
+                if slot % 3 == 0 {
+                    let want = model
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(s, t)| t.map(|t| (t, s)))
+                        .min();
+                    let got = e.pop_any().map(|(t, p)| (t.0, p));
+                    match want {
+                        Some((t, s)) => {
+                            proptest::prop_assert_eq!(got, Some((t, Popped::Timer(s))));
+                            model[s] = None;
+                        }
+                        None => proptest::prop_assert!(got.is_none()),
+                    }
+                }
+            }
+        }
     }
 
     #[test]

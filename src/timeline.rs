@@ -80,12 +80,7 @@ impl BusyTimeline {
         let b = (from.0 / self.bucket_ns) as usize;
         if to.0 <= (b as u64 + 1) * self.bucket_ns {
             // Within one bucket (the usual case): no spreading needed.
-            if self.busy_ns.len() <= b {
-                self.busy_ns.resize(b + 1, 0);
-                self.switching_ns.resize(b + 1, 0);
-            }
-            self.busy_ns[b] += busy;
-            self.switching_ns[b] += switching;
+            self.add(b, busy, switching);
             return;
         }
         let span = u128::from(to.0 - from.0);
@@ -97,14 +92,23 @@ impl BusyTimeline {
         while start < to.0 {
             let b = (start / self.bucket_ns) as usize;
             let end = ((b as u64 + 1) * self.bucket_ns).min(to.0);
-            if self.busy_ns.len() <= b {
-                self.busy_ns.resize(b + 1, 0);
-                self.switching_ns.resize(b + 1, 0);
-            }
-            self.busy_ns[b] += upto(busy, end) - upto(busy, start);
-            self.switching_ns[b] += upto(switching, end) - upto(switching, start);
+            self.add(
+                b,
+                upto(busy, end) - upto(busy, start),
+                upto(switching, end) - upto(switching, start),
+            );
             start = end;
         }
+    }
+
+    /// Add to bucket `b`.
+    fn add(&mut self, b: usize, busy: u64, switching: u64) {
+        if self.busy_ns.len() <= b {
+            self.busy_ns.resize(b + 1, 0);
+            self.switching_ns.resize(b + 1, 0);
+        }
+        self.busy_ns[b] += busy;
+        self.switching_ns[b] += switching;
     }
 
     /// Fraction of each bucket spent running kernels, over buckets up to `end` (the last one
@@ -126,6 +130,64 @@ impl BusyTimeline {
     }
 }
 
+/// Records a [`BusyTimeline`], keeping the bucket being filled next to the device's own state:
+/// a device reports a stretch at every change, almost always within the current bucket, and
+/// the timeline's arrays, one more memory line per partition, are touched only when the
+/// bucket changes. Sums are integers, so the result is the same as recording directly.
+#[derive(Clone, Debug)]
+pub struct TimelineRecorder {
+    /// Buckets closed so far.
+    closed: BusyTimeline,
+    /// The bucket being filled: index, busy and switching ns.
+    open: Option<(usize, u64, u64)>,
+}
+
+impl TimelineRecorder {
+    /// A recorder with buckets of `bucket_ns` (> 0).
+    pub fn new(bucket_ns: u64) -> Self {
+        TimelineRecorder {
+            closed: BusyTimeline::new(bucket_ns),
+            open: None,
+        }
+    }
+
+    /// As [`BusyTimeline::record`].
+    pub fn record(&mut self, from: SimTime, to: SimTime, busy: u64, switching: u64) {
+        if to <= from || (busy == 0 && switching == 0) {
+            return;
+        }
+        let w = self.closed.bucket_ns;
+        let b = (from.0 / w) as usize;
+        if to.0 <= (b as u64 + 1) * w {
+            match &mut self.open {
+                Some((ob, ob_busy, ob_switching)) if *ob == b => {
+                    *ob_busy += busy;
+                    *ob_switching += switching;
+                }
+                open => {
+                    if let Some((ob, ob_busy, ob_switching)) = open.replace((b, busy, switching)) {
+                        self.closed.add(ob, ob_busy, ob_switching);
+                    }
+                }
+            }
+            return;
+        }
+        if let Some((ob, ob_busy, ob_switching)) = self.open.take() {
+            self.closed.add(ob, ob_busy, ob_switching);
+        }
+        self.closed.record(from, to, busy, switching);
+    }
+
+    /// The timeline recorded so far.
+    pub fn timeline(&self) -> BusyTimeline {
+        let mut t = self.closed.clone();
+        if let Some((b, busy, switching)) = self.open {
+            t.add(b, busy, switching);
+        }
+        t
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +203,29 @@ mod tests {
         assert_eq!(t.switching_ns, vec![1, 4, 3, 2]);
         t.record(SimTime(40), SimTime(40), 5, 0);
         assert_eq!(t.busy_ns.len(), 4);
+    }
+
+    #[test]
+    fn the_recorder_gives_the_timeline_recorded_directly() {
+        let stretches = [
+            (0, 3, 2, 1),
+            (3, 7, 4, 0),
+            (7, 9, 0, 0),
+            (9, 12, 1, 2),
+            (12, 18, 5, 1),
+            (18, 55, 30, 7),
+            (55, 58, 3, 0),
+            (61, 69, 8, 0),
+            (80, 80, 5, 5),
+        ];
+        let mut direct = BusyTimeline::new(10);
+        let mut rec = TimelineRecorder::new(10);
+        for (k, &(a, b, busy, sw)) in stretches.iter().enumerate() {
+            direct.record(SimTime(a), SimTime(b), busy, sw);
+            rec.record(SimTime(a), SimTime(b), busy, sw);
+            assert_eq!(rec.timeline(), direct, "after stretch {k}");
+        }
+        assert_eq!(direct.busy_ns.len(), 7);
     }
 
     #[test]

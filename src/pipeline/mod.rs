@@ -13,7 +13,7 @@
 use rand_chacha::ChaCha8Rng;
 
 use crate::arrivals::ArrivalSource;
-use crate::engine::{Engine, EventClass, SimTime, Streams};
+use crate::engine::{Engine, EventClass, Popped, SimTime, Streams};
 use crate::experiment::Experiment;
 use crate::experiment::FaultTarget;
 use crate::faults::FaultKind;
@@ -35,12 +35,10 @@ use crate::workload::{Answer, Arrival, WorkloadSpec, chunks_for, poisson_gap_s, 
 /// Events of the pipeline model. Classes order same-instant events (see [`EventClass`]).
 #[derive(Clone, Copy, Debug)]
 pub enum Event {
-    /// A partition's next job completion (stale if `version` is not the partition's current).
+    /// A partition's next job completion (the engine's timer of the partition).
     DeviceDone {
         /// Partition index.
         part: u32,
-        /// Version of the partition's schedule this event was computed for.
-        version: u64,
     },
     /// An LLM replica's host-side step preparation is over: plan and submit the iteration.
     LlmStep {
@@ -291,8 +289,8 @@ pub struct Simulation<'a> {
     exp: &'a Experiment,
     engine: Engine<Event>,
     slicers: Vec<Device>,
-    versions: Vec<u64>,
-    /// Time of each partition's live completion event, if any.
+    /// Time of each partition's next completion, if any (its timer, unless a solo LLM replica
+    /// runs ahead on it).
     armed: Vec<Option<SimTime>>,
     replicas: Vec<Replica>,
     /// Router of each stage's deployment (none for a stage not deployed).
@@ -432,10 +430,11 @@ impl<'a> Simulation<'a> {
         slicers
             .iter_mut()
             .for_each(|s| s.record_timeline(bucket_ns));
+        let mut engine = Engine::new();
+        engine.use_timers(slicers.len(), Event::DeviceDone { part: 0 }.class());
         Simulation {
             exp,
-            engine: Engine::new(),
-            versions: vec![0; slicers.len()],
+            engine,
             armed: vec![None; slicers.len()],
             slicers,
             replicas,
@@ -530,7 +529,11 @@ impl<'a> Simulation<'a> {
             }
         }
         let closed = matches!(self.exp.raw.workload, WorkloadSpec::ClosedLoop(_));
-        while let Some((now, ev)) = self.engine.pop() {
+        while let Some((now, next)) = self.engine.pop_any() {
+            let ev = match next {
+                Popped::Event(ev) => ev,
+                Popped::Timer(part) => Event::DeviceDone { part: part as u32 },
+            };
             if closed && now > self.end {
                 break;
             }
@@ -598,7 +601,7 @@ impl<'a> Simulation<'a> {
             timelines: self
                 .slicers
                 .iter()
-                .map(|s| s.timeline().cloned().unwrap_or_default())
+                .map(|s| s.timeline().unwrap_or_default())
                 .collect(),
         }
     }
@@ -610,11 +613,8 @@ impl<'a> Simulation<'a> {
             _ => 0,
         };
         match ev {
-            Event::DeviceDone { part, version } => {
+            Event::DeviceDone { part } => {
                 let p = part as usize;
-                if self.versions[p] != version {
-                    return; // superseded by a later submission
-                }
                 if let Some(r) = self.solo_owner(p) {
                     self.solo_arrive(r, false);
                 }
@@ -954,22 +954,12 @@ impl<'a> Simulation<'a> {
             return;
         }
         if next == self.armed[part] {
-            return; // the pending event is still right: no new one (and no stale one)
+            return; // the timer is still right
         }
-        self.versions[part] += 1;
         self.armed[part] = next;
-        if let Some(t) = next {
-            // Same-instant completions run in partition order, whenever they were scheduled
-            // (so that how the queue got there cannot change the order).
-            self.engine.schedule_ordered(
-                t,
-                Event::DeviceDone {
-                    part: part as u32,
-                    version: self.versions[part],
-                },
-                part as u64,
-            );
-        }
+        // Same-instant completions run in partition order (the timers' order), whenever they
+        // were set, so that how the queue got there cannot change the order.
+        self.engine.set_timer(part, next);
     }
 
     fn asr_chunk_done(&mut self, now: SimTime, req: ReqId) {

@@ -146,15 +146,7 @@ impl Simulation<'_> {
             );
         } else {
             let p = rep.partition;
-            self.versions[p] += 1;
-            self.engine.schedule_ordered(
-                horizon,
-                Event::DeviceDone {
-                    part: p as u32,
-                    version: self.versions[p],
-                },
-                p as u64,
-            );
+            self.engine.set_timer(p, Some(horizon));
         }
     }
 
@@ -188,7 +180,7 @@ impl Simulation<'_> {
         match next {
             Some((t, true)) => {
                 if !s.step {
-                    self.versions[p] += 1; // the horizon was a completion: now stale
+                    self.engine.set_timer(p, None); // the horizon was a completion
                 }
                 let epoch = self.replicas[r].epoch;
                 self.engine.schedule(
@@ -199,17 +191,7 @@ impl Simulation<'_> {
                     },
                 );
             }
-            Some((t, false)) => {
-                self.versions[p] += 1;
-                self.engine.schedule_ordered(
-                    t,
-                    Event::DeviceDone {
-                        part: p as u32,
-                        version: self.versions[p],
-                    },
-                    p as u64,
-                );
-            }
+            Some((t, false)) => self.engine.set_timer(p, Some(t)),
             None => {} // the horizon is next: its event is already queued
         }
     }

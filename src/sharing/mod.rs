@@ -37,7 +37,7 @@ impl Device {
     }
 
     /// The recorded timeline, if any.
-    pub fn timeline(&self) -> Option<&BusyTimeline> {
+    pub fn timeline(&self) -> Option<BusyTimeline> {
         match self {
             Device::Sliced(s) => s.timeline(),
             Device::Mps(m) => m.timeline(),

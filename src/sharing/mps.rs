@@ -57,7 +57,7 @@ use std::collections::VecDeque;
 use crate::engine::SimTime;
 use crate::profile::Demand;
 use crate::sharing::CtxId;
-use crate::timeline::BusyTimeline;
+use crate::timeline::{BusyTimeline, TimelineRecorder};
 
 /// One submitted job.
 #[derive(Clone, Debug)]
@@ -189,7 +189,7 @@ pub struct MpsShare {
     now: SimTime,
     at_now: Fluid,
     /// Busy time per time bucket, when recorded.
-    timeline: Option<BusyTimeline>,
+    timeline: Option<TimelineRecorder>,
 }
 
 impl MpsShare {
@@ -266,12 +266,12 @@ impl MpsShare {
 
     /// Also record busy time per bucket of `bucket_ns` (see [`BusyTimeline`]).
     pub fn record_timeline(&mut self, bucket_ns: u64) {
-        self.timeline = Some(BusyTimeline::new(bucket_ns));
+        self.timeline = Some(TimelineRecorder::new(bucket_ns));
     }
 
     /// The recorded timeline, if any (up to the last update).
-    pub fn timeline(&self) -> Option<&BusyTimeline> {
-        self.timeline.as_ref()
+    pub fn timeline(&self) -> Option<BusyTimeline> {
+        self.timeline.as_ref().map(TimelineRecorder::timeline)
     }
 
     /// Bring the state forward to `t`; no job may complete strictly before `t`.

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use smallvec::SmallVec;
 
 use crate::engine::SimTime;
-use crate::timeline::BusyTimeline;
+use crate::timeline::{BusyTimeline, TimelineRecorder};
 
 /// Identifies a context (one replica's CUDA context) on a [`TimeSlicer`].
 pub type CtxId = usize;
@@ -195,7 +195,7 @@ pub struct TimeSlicer {
     /// Queued jobs per context: `(token, work_ns)`; the head job's progress lives in the ring.
     queues: Vec<VecDeque<(u64, u64)>>,
     /// Busy and switching time per time bucket, when recorded.
-    timeline: Option<BusyTimeline>,
+    timeline: Option<TimelineRecorder>,
 }
 
 impl TimeSlicer {
@@ -221,12 +221,12 @@ impl TimeSlicer {
 
     /// Also record busy and switching time per bucket of `bucket_ns` (see [`BusyTimeline`]).
     pub fn record_timeline(&mut self, bucket_ns: u64) {
-        self.timeline = Some(BusyTimeline::new(bucket_ns));
+        self.timeline = Some(TimelineRecorder::new(bucket_ns));
     }
 
     /// The recorded timeline, if any (up to the last update).
-    pub fn timeline(&self) -> Option<&BusyTimeline> {
-        self.timeline.as_ref()
+    pub fn timeline(&self) -> Option<BusyTimeline> {
+        self.timeline.as_ref().map(TimelineRecorder::timeline)
     }
 
     /// Register a context; returns its id.
