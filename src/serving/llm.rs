@@ -249,13 +249,17 @@ impl LlmEngine {
     ) -> Option<StepPlan> {
         self.account(now_ns);
         let mut plan = StepPlan::default();
-        for s in self.running.iter().chain(self.waiting.iter()) {
-            if !live(s.req) {
-                self.used_blocks -= s.blocks;
+        // One liveness check per sequence (it reads the request, usually a cache miss).
+        let used = &mut self.used_blocks;
+        let mut keep = |s: &Seq| {
+            let alive = live(s.req);
+            if !alive {
+                *used -= s.blocks;
             }
-        }
-        self.running.retain(|s| live(s.req));
-        self.waiting.retain(|s| live(s.req));
+            alive
+        };
+        self.running.retain(&mut keep);
+        self.waiting.retain(&mut keep);
         let bt = self.cfg.block_tokens;
         // Blocks this engine may still take.
         let mut avail = match self.cfg.kv {
