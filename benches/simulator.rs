@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use divan::counter::ItemsCount;
 use divan::{Bencher, black_box};
-use gpushare::engine::{Engine, EventClass, SimTime, Streams};
+use gpushare::engine::{Engine, EventClass, Popped, SimTime, Streams};
 use gpushare::experiment::Experiment;
 use gpushare::hardware::Catalogue;
 use gpushare::report::run_experiment;
@@ -45,6 +45,31 @@ fn engine_phold(b: Bencher) {
             let (now, m) = e.pop().expect("population never empties");
             let lp = (m.0 + rng.random_range(1..64)) % PHOLD_POPULATION as u32;
             e.schedule(now.plus(rng.random_range(1..1_000_000)), Msg(lp));
+        }
+        black_box(e.processed())
+    });
+}
+
+/// Timers as the pipeline uses them, one per partition of a 1,000-GPU fleet (1,400): each
+/// firing sets its timer again (the partition's next job) and moves another one (a job
+/// submitted elsewhere moves that partition's completion).
+#[divan::bench]
+fn engine_timers(b: Bencher) {
+    const SLOTS: usize = 1_400;
+    b.counter(ItemsCount::new(PHOLD_EVENTS)).bench_local(|| {
+        let mut rng = Streams::new(1).stream("timers");
+        let mut e: Engine<Msg> = Engine::new();
+        e.use_timers(SLOTS, 0);
+        for s in 0..SLOTS {
+            e.set_timer(s, Some(SimTime(rng.random_range(0..1_000_000))));
+        }
+        for _ in 0..PHOLD_EVENTS {
+            let Some((now, Popped::Timer(s))) = e.pop_any() else {
+                unreachable!("only timers are set");
+            };
+            e.set_timer(s, Some(now.plus(rng.random_range(1..1_000_000))));
+            let other = rng.random_range(0..SLOTS);
+            e.set_timer(other, Some(now.plus(rng.random_range(1..1_000_000))));
         }
         black_box(e.processed())
     });
