@@ -159,23 +159,26 @@ impl TimelineRecorder {
         let w = self.closed.bucket_ns;
         let b = (from.0 / w) as usize;
         if to.0 <= (b as u64 + 1) * w {
-            match &mut self.open {
-                Some((ob, ob_busy, ob_switching)) if *ob == b => {
-                    *ob_busy += busy;
-                    *ob_switching += switching;
-                }
-                open => {
-                    if let Some((ob, ob_busy, ob_switching)) = open.replace((b, busy, switching)) {
-                        self.closed.add(ob, ob_busy, ob_switching);
-                    }
-                }
+            if let Some((ob, ob_busy, ob_switching)) = &mut self.open
+                && *ob == b
+            {
+                *ob_busy += busy;
+                *ob_switching += switching;
+                return;
             }
+            self.close();
+            self.open = Some((b, busy, switching));
             return;
         }
-        if let Some((ob, ob_busy, ob_switching)) = self.open.take() {
-            self.closed.add(ob, ob_busy, ob_switching);
-        }
+        self.close();
         self.closed.record(from, to, busy, switching);
+    }
+
+    /// Write the open bucket to the arrays.
+    fn close(&mut self) {
+        if let Some((b, busy, switching)) = self.open.take() {
+            self.closed.add(b, busy, switching);
+        }
     }
 
     /// The timeline recorded so far.

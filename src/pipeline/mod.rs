@@ -216,8 +216,6 @@ struct Replica {
     fault: Option<usize>,
     /// When the LLM's next iteration is prepared on the host (its `Event::LlmStep`).
     step_at: Option<SimTime>,
-    /// An LLM alone on its partition may run ahead of the queue (see `solo`).
-    may_solo: bool,
     solo: Option<solo::Solo>,
 }
 
@@ -413,15 +411,14 @@ impl<'a> Simulation<'a> {
                 down: Vec::new(),
                 fault: None,
                 step_at: None,
-                may_solo: false,
                 solo: None,
             });
         }
         let mut solo_of = vec![None; slicers.len()];
-        for (i, r) in replicas.iter_mut().enumerate() {
-            r.may_solo = r.llm.is_some()
-                && matches!(&slicers[r.partition], Device::Sliced(t) if t.contexts() == 1);
-            if r.may_solo {
+        for (i, r) in replicas.iter().enumerate() {
+            if r.llm.is_some()
+                && matches!(&slicers[r.partition], Device::Sliced(t) if t.contexts() == 1)
+            {
                 solo_of[r.partition] = Some(i as u32);
             }
         }
@@ -486,9 +483,6 @@ impl<'a> Simulation<'a> {
     /// ahead of the queue (see `solo`). Results are identical, only slower; this exists so
     /// that tests can check that.
     pub fn without_run_ahead(mut self) -> Self {
-        for r in &mut self.replicas {
-            r.may_solo = false;
-        }
         self.solo_of.iter_mut().for_each(|s| *s = None);
         self
     }
@@ -609,7 +603,7 @@ impl<'a> Simulation<'a> {
     fn handle(&mut self, now: SimTime, ev: Event) {
         self.current_class = ev.class();
         self.current_order = match ev {
-            Event::DeviceDone { part, .. } => u64::from(part),
+            Event::DeviceDone { part } => u64::from(part),
             _ => 0,
         };
         match ev {
@@ -945,7 +939,7 @@ impl<'a> Simulation<'a> {
         self.reschedule(partition);
     }
 
-    /// Keep exactly one live completion event per partition.
+    /// Keep the partition's timer at its next completion.
     fn reschedule(&mut self, part: usize) {
         let next = self.slicers[part].next_completion();
         if self.committing {
@@ -1139,7 +1133,8 @@ impl<'a> Simulation<'a> {
         emitted.clear();
         self.tokens = emitted;
         if more {
-            if self.replicas[replica].may_solo && !self.committing {
+            let part = self.replicas[replica].partition;
+            if self.solo_of[part] == Some(replica as u32) && !self.committing {
                 self.solo_start(now, replica);
             } else {
                 self.llm_wake(now, replica);
