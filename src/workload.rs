@@ -7,6 +7,7 @@ use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp, Normal};
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::config::{non_negative, positive};
 use crate::error::InputError;
@@ -520,7 +521,8 @@ pub struct Answer {
     /// Prompt tokens.
     pub prompt_tokens: u32,
     /// Cumulative token index at which each sentence ends; the last equals the output length.
-    pub sentence_ends: Vec<u32>,
+    /// Inline for a few sentences: read at every token, it stays in the request's memory.
+    pub sentence_ends: SmallVec<[u32; 4]>,
 }
 
 impl Answer {
@@ -661,7 +663,7 @@ mod tests {
                 _ => {
                     // More sentences than tokens: one token per sentence.
                     assert_eq!(given.prompt_tokens, drawn.prompt_tokens);
-                    assert_eq!(given.sentence_ends, (1..=7).collect::<Vec<_>>());
+                    assert_eq!(given.sentence_ends[..], (1..=7).collect::<Vec<_>>());
                 }
             }
         }

@@ -145,35 +145,41 @@ enum Stage {
     Tts = 2,
 }
 
+/// Laid out by hand: the fields read at every audio chunk and every token come first, in
+/// 32 bytes that, with the alignment, never straddle a cache line.
+#[repr(C, align(32))]
 struct Request {
-    user: Option<u32>,
     /// Generation of this slot: a handle whose generation differs names a request that is over.
     generation: u32,
-    /// Start order among all requests of the run.
-    number: u64,
     status: Status,
-    start: SimTime,
+    tts_busy: bool,
     chunks: u32,
     chunks_done: u32,
+    /// Tokens the client has received (a retried generation resumes after these).
+    delivered: u32,
+    sentences_ready: u32,
+    last_token_at: SimTime,
+    answer: Answer,
+    tts_next: u32,
+    /// Retries used.
+    retries: u32,
+    itl_ms: Vec<f64>,
+    user: Option<u32>,
     /// Replica serving each stage, once routed; `None` again once released.
     routed: [Option<u32>; 3],
-    answer: Answer,
+    /// Start order among all requests of the run.
+    number: u64,
+    start: SimTime,
     transcript_at: SimTime,
     admitted_at: Option<SimTime>,
     first_token_at: SimTime,
-    last_token_at: SimTime,
-    sentences_ready: u32,
-    tts_next: u32,
-    tts_busy: bool,
     handed_at: SimTime,
     first_audio_at: Option<SimTime>,
     tts_ms: Vec<f64>,
-    itl_ms: Vec<f64>,
-    /// Tokens the client has received (a retried generation resumes after these).
-    delivered: u32,
-    /// Retries used.
-    retries: u32,
 }
+
+// The hot fields fill the first 32 bytes exactly.
+const _: () = assert!(std::mem::offset_of!(Request, answer) == 32);
 
 struct User {
     active: bool,
@@ -330,6 +336,8 @@ pub struct Simulation<'a> {
     current_class: u8,
     /// Tokens of the LLM iteration being retired (a buffer reused by every iteration).
     tokens: Vec<(ReqId, u32)>,
+    /// The LLM iteration being planned (a buffer reused by every plan).
+    plan: StepPlan,
     /// Order of the event being handled among its class's same-instant events (its
     /// partition, for a completion).
     current_order: u64,
@@ -472,6 +480,7 @@ impl<'a> Simulation<'a> {
                 .map_or(0, |a| SimTime::from_millis_f64(a.chunk_interval_ms).0),
             current_class: 0,
             tokens: Vec::new(),
+            plan: StepPlan::default(),
             current_order: 0,
             committing: false,
             ahead: solo::Ahead::default(),
@@ -633,16 +642,19 @@ impl<'a> Simulation<'a> {
                 self.reschedule(p);
                 match self.replicas[replica].stage {
                     Stage::Asr => {
-                        for (req, _) in finished {
+                        for &(req, _) in &finished {
                             self.asr_chunk_done(now, req);
                         }
                     }
                     Stage::Tts => {
-                        for (req, _) in finished {
+                        for &(req, _) in &finished {
                             self.tts_sentence_done(now, req);
                         }
                     }
                     Stage::Llm => self.llm_iteration_done(now, replica),
+                }
+                if let Some(b) = self.replicas[replica].batcher.as_mut() {
+                    b.recycle(finished);
                 }
             }
             Event::LlmStep { replica, epoch } => {
@@ -834,9 +846,17 @@ impl<'a> Simulation<'a> {
         // Reuse the slot of a request that is over, under its next generation.
         let id = match self.free_slots.pop() {
             Some(s) => {
-                let generation = self.requests[s as usize].generation;
+                // The slot's sample buffers are kept (emptied): no allocation per request.
+                let old = &mut self.requests[s as usize];
+                let (generation, tts_ms, itl_ms) = (
+                    old.generation,
+                    std::mem::take(&mut old.tts_ms),
+                    std::mem::take(&mut old.itl_ms),
+                );
                 self.requests[s as usize] = Request {
                     generation,
+                    tts_ms,
+                    itl_ms,
                     ..request
                 };
                 (u64::from(generation) << 32) | u64::from(s)
@@ -1017,6 +1037,12 @@ impl<'a> Simulation<'a> {
     /// own cache `seen` blocks (as last tracked: `kv_blocks_seen`, unless looking ahead).
     fn free_kv_blocks(&self, replica: usize, seen: u64) -> u64 {
         let r = &self.replicas[replica];
+        if r.llm
+            .as_ref()
+            .is_some_and(|e| e.config().kv != KvPolicy::OnDemand)
+        {
+            return 0; // a preallocated cache never asks (its partition's state is not read)
+        }
         let p = r.partition;
         let total = self.exp.partitions[p].resources.memory_bytes;
         let dynamic =
@@ -1047,24 +1073,33 @@ impl<'a> Simulation<'a> {
     }
 
     fn llm_submit(&mut self, now: SimTime, replica: usize) {
+        // The plan's lists are reused; a nested submission (a failure that makes another
+        // replica catch up) starts from an empty one.
+        let mut plan = std::mem::take(&mut self.plan);
+        self.llm_submit_with(now, replica, &mut plan);
+        self.plan = plan;
+    }
+
+    fn llm_submit_with(&mut self, now: SimTime, replica: usize, plan: &mut StepPlan) {
         let free = self.free_kv_blocks(replica, self.replicas[replica].kv_blocks_seen);
         let requests = &self.requests;
         let engine = self.replicas[replica]
             .llm
             .as_mut()
             .expect("invariant: llm replica");
-        let plan = engine.plan(
+        let planned = engine.plan_into(
             now.0,
             |req| {
                 let r = &requests[slot(req)];
                 r.generation == (req >> 32) as u32 && r.status == Status::Active
             },
             free,
+            plan,
         );
         self.track_kv(replica);
-        let Some(plan) = plan else {
+        if !planned {
             return; // everything was cancelled; the loop sleeps until the next request
-        };
+        }
         for &(req, _) in &plan.admitted {
             self.requests[slot(req)].admitted_at = Some(now);
         }
@@ -1096,7 +1131,7 @@ impl<'a> Simulation<'a> {
         let r = &mut self.replicas[replica];
         r.batches += 1;
         r.batch_items += plan.seqs;
-        let (ns, demand) = self.llm_step_time(replica, &plan);
+        let (ns, demand) = self.llm_step_time(replica, plan);
         let phases = demand.map_or_else(Vec::new, |d| vec![d]);
         self.submit(now, replica, ns, phases);
     }
@@ -1260,8 +1295,8 @@ impl<'a> Simulation<'a> {
     fn retire(&mut self, req: ReqId) {
         let r = &mut self.requests[slot(req)];
         r.generation = r.generation.wrapping_add(1);
-        r.tts_ms = Vec::new();
-        r.itl_ms = Vec::new();
+        r.tts_ms.clear();
+        r.itl_ms.clear();
         self.free_slots.push(slot(req) as u32);
     }
 
@@ -1297,8 +1332,8 @@ impl<'a> Simulation<'a> {
     /// A request finished or failed: its user thinks, then starts the next one.
     fn request_over(&mut self, now: SimTime, req: ReqId) {
         let r = &mut self.requests[slot(req)];
-        r.tts_ms = Vec::new();
-        r.itl_ms = Vec::new();
+        r.tts_ms.clear();
+        r.itl_ms.clear();
         let Some(u) = r.user else { return };
         let user = &mut self.users[u as usize];
         if user.request == Some(req) {

@@ -22,7 +22,7 @@
 
 use super::{Event, ReqId, Request, Simulation, Stage, slot};
 use crate::engine::SimTime;
-use crate::serving::{KvPolicy, LlmEngine};
+use crate::serving::{KvPolicy, LlmEngine, StepPlan};
 
 /// A solo replica running ahead, and the one event it left in the queue.
 #[derive(Clone, Copy, Debug)]
@@ -38,6 +38,7 @@ pub(super) struct Solo {
 pub(super) struct Ahead {
     engine: Option<LlmEngine>,
     tokens: Vec<(ReqId, u32)>,
+    plan: StepPlan,
 }
 
 /// Most iterations one look-ahead covers (bounds its work; the result does not depend on it).
@@ -74,6 +75,7 @@ impl Simulation<'_> {
         let overhead = self.replicas[r].step_overhead_ns;
         let mut engine = self.ahead.engine.take();
         let mut tokens = std::mem::take(&mut self.ahead.tokens);
+        let mut plan = std::mem::take(&mut self.ahead.plan);
         let real = self.replicas[r]
             .llm
             .as_ref()
@@ -102,17 +104,18 @@ impl Simulation<'_> {
             };
             let free = self.free_kv_blocks(r, seen);
             let requests = &self.requests;
-            let plan = e.plan(
+            let planned = e.plan_into(
                 step_at.0,
                 |req| {
                     let q = &requests[slot(req)];
                     q.generation == (req >> 32) as u32 && q.status == super::Status::Active
                 },
                 free,
+                &mut plan,
             );
-            let Some(plan) = plan.filter(|p| p.seqs > 0 && p.out_of_memory.is_empty()) else {
+            if !planned || plan.seqs == 0 || !plan.out_of_memory.is_empty() {
                 break (step_at, true); // it sleeps or fails a request: an ordinary step
-            };
+            }
             let (ns, _) = self.llm_step_time(r, &plan);
             let done = step_at.plus(ns.max(1));
             tokens.clear();
@@ -128,6 +131,7 @@ impl Simulation<'_> {
         };
         self.ahead.engine = engine;
         self.ahead.tokens = tokens;
+        self.ahead.plan = plan;
         if step && steps == 0 {
             self.llm_wake(now, r);
             return;

@@ -48,6 +48,9 @@ pub struct Batcher<T> {
     queue: VecDeque<(T, u64)>,
     busy: bool,
     armed: Option<u64>,
+    /// An emptied batch handed back ([`Batcher::recycle`]): the next dispatch fills it
+    /// instead of allocating.
+    spare: Vec<T>,
 }
 
 impl<T: Copy> Batcher<T> {
@@ -63,6 +66,7 @@ impl<T: Copy> Batcher<T> {
             queue: VecDeque::new(),
             busy: false,
             armed: None,
+            spare: Vec::new(),
         }
     }
 
@@ -97,6 +101,14 @@ impl<T: Copy> Batcher<T> {
         self.decide(now)
     }
 
+    /// Hand back a dispatched batch once its items are done with: its memory is reused.
+    pub fn recycle(&mut self, mut batch: Vec<T>) {
+        batch.clear();
+        if batch.capacity() > self.spare.capacity() {
+            self.spare = batch;
+        }
+    }
+
     /// Drop queued requests that no longer want an answer.
     pub fn retain(&mut self, keep: impl Fn(&T) -> bool) {
         self.queue.retain(|(t, _)| keep(t));
@@ -129,7 +141,9 @@ impl<T: Copy> Batcher<T> {
             Some(k) => {
                 self.busy = true;
                 self.armed = None;
-                Decision::Dispatch(self.queue.drain(..k as usize).map(|(t, _)| t).collect())
+                let mut batch = std::mem::take(&mut self.spare);
+                batch.extend(self.queue.drain(..k as usize).map(|(t, _)| t));
+                Decision::Dispatch(batch)
             }
             None if self.armed == Some(due) => Decision::Wait,
             None => {
@@ -183,6 +197,25 @@ mod tests {
         }
         assert_eq!(b.finish(3), Decision::Dispatch(vec![3, 4, 5, 6]));
         assert_eq!(b.finish(4), Decision::Dispatch(vec![7, 8]));
+    }
+
+    #[test]
+    fn a_recycled_batch_comes_back_empty_with_its_memory() {
+        let mut b = Batcher::new(cfg(2, 10, &[]));
+        assert_eq!(b.push(0, 0), Decision::Arm(10));
+        let Decision::Dispatch(first) = b.push(0, 1) else {
+            panic!("two queued: a full batch")
+        };
+        assert_eq!(first, vec![0, 1]);
+        b.push(1, 2);
+        b.push(1, 3);
+        let (ptr, cap) = (first.as_ptr(), first.capacity());
+        b.recycle(first);
+        let Decision::Dispatch(second) = b.finish(2) else {
+            panic!("two queued: a full batch")
+        };
+        assert_eq!(second, vec![2, 3]);
+        assert_eq!((second.as_ptr(), second.capacity()), (ptr, cap));
     }
 
     proptest! {

@@ -99,6 +99,25 @@ pub struct StepPlan {
     pub out_of_memory: Vec<u64>,
 }
 
+impl StepPlan {
+    /// Empty, keeping the lists' memory.
+    fn clear(&mut self) {
+        let StepPlan {
+            prefill_tokens,
+            decode_seqs,
+            context_tokens,
+            seqs,
+            admitted,
+            preempted,
+            out_of_memory,
+        } = self;
+        (*prefill_tokens, *decode_seqs, *context_tokens, *seqs) = (0, 0, 0, 0);
+        admitted.clear();
+        preempted.clear();
+        out_of_memory.clear();
+    }
+}
+
 /// KV-cache usage integrated over time, for the occupancy report.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct KvUsage {
@@ -247,8 +266,22 @@ impl LlmEngine {
         live: impl Fn(u64) -> bool,
         free_blocks: u64,
     ) -> Option<StepPlan> {
-        self.account(now_ns);
         let mut plan = StepPlan::default();
+        self.plan_into(now_ns, live, free_blocks, &mut plan)
+            .then_some(plan)
+    }
+
+    /// [`Self::plan`] into `plan` (a buffer the caller reuses: its lists keep their memory);
+    /// false where `plan` would return `None`.
+    pub fn plan_into(
+        &mut self,
+        now_ns: u64,
+        live: impl Fn(u64) -> bool,
+        free_blocks: u64,
+        plan: &mut StepPlan,
+    ) -> bool {
+        self.account(now_ns);
+        plan.clear();
         // One liveness check per sequence (it reads the request, usually a cache miss).
         let used = &mut self.used_blocks;
         let mut keep = |s: &Seq| {
@@ -370,10 +403,10 @@ impl LlmEngine {
             // (and wakes the engine again if work is left); otherwise the engine sleeps.
             self.awake = self.has_work() && !plan.out_of_memory.is_empty();
             if !self.awake && plan.out_of_memory.is_empty() {
-                return None;
+                return false;
             }
         }
-        Some(plan)
+        true
     }
 
     /// The iteration finished at `now_ns`. Every scheduled token's KV is now computed; each
