@@ -133,8 +133,9 @@ fn slot(id: ReqId) -> usize {
     id as u32 as usize
 }
 
-/// A batcher item: the request, and the text tokens of its sentence (TTS; 0 for ASR chunks),
-/// kept with the item so a batch's work never depends on a request that is over.
+/// A batcher item: the request, and for TTS the text tokens of its sentence, kept with the
+/// item so a batch's work never depends on a request that is over; for an ASR chunk, 1 if it
+/// is the last of its stream, else 0 (only the last one's completion reads the request).
 type Item = (ReqId, u32);
 
 /// Pipeline stages, in order.
@@ -154,7 +155,6 @@ struct Request {
     status: Status,
     tts_busy: bool,
     chunks: u32,
-    chunks_done: u32,
     /// Tokens the client has received (a retried generation resumes after these).
     delivered: u32,
     sentences_ready: u32,
@@ -642,8 +642,8 @@ impl<'a> Simulation<'a> {
                 self.reschedule(p);
                 match self.replicas[replica].stage {
                     Stage::Asr => {
-                        for &(req, _) in &finished {
-                            self.asr_chunk_done(now, req);
+                        for &(req, last) in &finished {
+                            self.asr_chunk_done(now, req, last == 1);
                         }
                     }
                     Stage::Tts => {
@@ -826,7 +826,6 @@ impl<'a> Simulation<'a> {
             status: Status::Active,
             start: now,
             chunks,
-            chunks_done: 0,
             routed: [None; 3],
             answer,
             transcript_at: now,
@@ -891,9 +890,7 @@ impl<'a> Simulation<'a> {
             self.fail(now, req);
             return;
         };
-        let r = &mut self.requests[slot(req)];
-        r.chunks_done = 0;
-        let chunks = r.chunks;
+        let chunks = self.requests[slot(req)].chunks;
         self.open_stream(now, req, replica, chunks);
     }
 
@@ -976,17 +973,16 @@ impl<'a> Simulation<'a> {
         self.engine.set_timer(part, next);
     }
 
-    fn asr_chunk_done(&mut self, now: SimTime, req: ReqId) {
-        if !self.is_active(req) {
-            return; // the chunk of a request that is over: its result is dropped
+    /// An ASR chunk of `req` is done: the transcript is ready if it was the stream's `last`.
+    /// The chunks of a stream queue and run in order on one replica (a crash drops them all,
+    /// and a retry streams the clip again), so when the last is done, all are.
+    fn asr_chunk_done(&mut self, now: SimTime, req: ReqId, last: bool) {
+        if !last || !self.is_active(req) {
+            return; // a chunk before the last, or of a request that is over
         }
-        let r = &mut self.requests[slot(req)];
-        r.chunks_done += 1;
-        if r.chunks_done == r.chunks {
-            r.transcript_at = now;
-            self.release(req, Stage::Asr);
-            self.llm_enter(now, req);
-        }
+        self.requests[slot(req)].transcript_at = now;
+        self.release(req, Stage::Asr);
+        self.llm_enter(now, req);
     }
 
     /// The prompt is ready: queue it at an LLM replica.

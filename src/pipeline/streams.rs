@@ -153,12 +153,13 @@ impl Simulation<'_> {
         let (req, at) = (s.req, s.next_at);
         s.next += 1;
         s.next_at = at.plus(interval);
-        if s.next == s.chunks {
+        let last = s.next == s.chunks;
+        if last {
             r.streams.swap_remove(i);
         }
         r.batcher
             .as_mut()
             .expect("invariant: asr replicas batch")
-            .push(at.0, (req, 0))
+            .push(at.0, (req, u32::from(last)))
     }
 }
