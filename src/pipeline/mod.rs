@@ -10,6 +10,8 @@
 //! joins the TTS replica's batcher. The request ends when the last sentence's audio is ready
 //! (end of turn), or fails at its timeout, or when its KV allocation runs out of memory.
 
+use std::collections::VecDeque;
+
 use rand_chacha::ChaCha8Rng;
 
 use crate::arrivals::ArrivalSource;
@@ -200,7 +202,7 @@ struct Replica {
     in_flight: Vec<Item>,
     llm: Option<LlmEngine>,
     /// Audio streams open to this (ASR) replica, and the chunk event pending while it is idle.
-    streams: Vec<streams::Stream>,
+    streams: VecDeque<streams::Stream>,
     chunk_armed: Option<(SimTime, u64)>,
     /// Batch runtime by size (ASR: the same work every chunk), filled on first use.
     batch_ns: Vec<u64>,
@@ -343,6 +345,9 @@ pub struct Simulation<'a> {
     current_order: u64,
     /// A solo LLM replica is catching up with the clock: its iterations schedule nothing.
     committing: bool,
+    /// A completion is being handled: its partition's timer is set once, after the finished
+    /// job is retired, not also for the next batch handed over before that.
+    holding_timer: bool,
     /// Scratch for a solo replica's look-ahead (see `solo`).
     ahead: solo::Ahead,
     /// The LLM replica alone on each partition, if it may run ahead.
@@ -401,7 +406,7 @@ impl<'a> Simulation<'a> {
                 local,
                 batcher: r.llm.is_none().then(|| Batcher::new(r.batching.clone())),
                 in_flight: Vec::new(),
-                streams: Vec::new(),
+                streams: VecDeque::new(),
                 chunk_armed: None,
                 llm: r.llm.map(LlmEngine::new),
                 batch_ns: Vec::new(),
@@ -483,6 +488,7 @@ impl<'a> Simulation<'a> {
             plan: StepPlan::default(),
             current_order: 0,
             committing: false,
+            holding_timer: false,
             ahead: solo::Ahead::default(),
             solo_of,
         }
@@ -628,6 +634,7 @@ impl<'a> Simulation<'a> {
                 // retired, so that it keeps its turn (see `TimeSlicer::finishing`).
                 let finished = std::mem::take(&mut self.replicas[replica].in_flight);
                 if self.replicas[replica].batcher.is_some() {
+                    self.holding_timer = true;
                     // Chunks that arrived during the batch join the queue before it decides.
                     self.catch_up(replica, now, 0);
                     let d = self.replicas[replica]
@@ -637,6 +644,7 @@ impl<'a> Simulation<'a> {
                         .finish(now.0);
                     self.apply(now, replica, d);
                     self.arm_chunk(replica);
+                    self.holding_timer = false;
                 }
                 self.slicers[p].complete(now);
                 self.reschedule(p);
@@ -953,7 +961,9 @@ impl<'a> Simulation<'a> {
     fn submit(&mut self, now: SimTime, replica: usize, work_ns: u64, phases: Vec<Demand>) {
         let Replica { partition, ctx, .. } = self.replicas[replica];
         self.slicers[partition].submit(now, ctx, replica as u64, work_ns, phases);
-        self.reschedule(partition);
+        if !self.holding_timer {
+            self.reschedule(partition);
+        }
     }
 
     /// Keep the partition's timer at its next completion.
