@@ -10,8 +10,6 @@
 //! joins the TTS replica's batcher. The request ends when the last sentence's audio is ready
 //! (end of turn), or fails at its timeout, or when its KV allocation runs out of memory.
 
-use std::collections::VecDeque;
-
 use rand_chacha::ChaCha8Rng;
 
 use crate::arrivals::ArrivalSource;
@@ -202,7 +200,7 @@ struct Replica {
     in_flight: Vec<Item>,
     llm: Option<LlmEngine>,
     /// Audio streams open to this (ASR) replica, and the chunk event pending while it is idle.
-    streams: VecDeque<streams::Stream>,
+    streams: Vec<streams::Stream>,
     chunk_armed: Option<(SimTime, u64)>,
     /// Batch runtime by size (ASR: the same work every chunk), filled on first use.
     batch_ns: Vec<u64>,
@@ -406,7 +404,7 @@ impl<'a> Simulation<'a> {
                 local,
                 batcher: r.llm.is_none().then(|| Batcher::new(r.batching.clone())),
                 in_flight: Vec::new(),
-                streams: VecDeque::new(),
+                streams: Vec::new(),
                 chunk_armed: None,
                 llm: r.llm.map(LlmEngine::new),
                 batch_ns: Vec::new(),

@@ -8,16 +8,10 @@
 //! replica is idle does the next chunk get an event ([`Event::Chunk`]), because then it may
 //! start a batch or arm the batcher's timer.
 //!
-//! A replica keeps its streams in the order their next chunks come (time, then stream
-//! number), so the next chunk is always the first stream's: a stream that sends one goes
-//! back in place, almost always at the end (its next chunk is one interval away).
-//!
 //! Results are the same as with one event per chunk, to the byte: a chunk event is ordered
 //! among same-instant chunk events by its stream's number, which is the order the per-chunk
 //! events had (a stream's next chunk was scheduled when its previous one arrived, so ties
 //! between streams fell back on the order the streams opened).
-
-use std::collections::VecDeque;
 
 use super::{Event, ReqId, Simulation};
 use crate::engine::SimTime;
@@ -43,16 +37,13 @@ impl Simulation<'_> {
     pub(super) fn open_stream(&mut self, now: SimTime, req: ReqId, replica: usize, chunks: u32) {
         let number = self.streams_opened;
         self.streams_opened += 1;
-        insert_in_order(
-            &mut self.replicas[replica].streams,
-            Stream {
-                req,
-                number,
-                next_at: now,
-                next: 0,
-                chunks,
-            },
-        );
+        self.replicas[replica].streams.push(Stream {
+            req,
+            number,
+            next_at: now,
+            next: 0,
+            chunks,
+        });
         self.arm_chunk(replica);
     }
 
@@ -144,43 +135,31 @@ impl Simulation<'_> {
             .is_some_and(|b| b.busy())
     }
 
-    /// The stream whose next chunk comes first (ties: the stream opened first): the first.
+    /// The stream whose next chunk comes first (ties: the stream opened first).
     fn earliest(&self, replica: usize) -> Option<(usize, SimTime)> {
         self.replicas[replica]
             .streams
-            .front()
-            .map(|s| (0, s.next_at))
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, s)| (s.next_at, s.number))
+            .map(|(i, s)| (i, s.next_at))
     }
 
     /// Put stream `i`'s next chunk in the replica's batcher, at its arrival time.
     fn deliver(&mut self, replica: usize, i: usize) -> Decision<super::Item> {
         let interval = self.chunk_interval_ns;
         let r = &mut self.replicas[replica];
-        let mut s = r
-            .streams
-            .remove(i)
-            .expect("invariant: delivering an open stream");
+        let s = &mut r.streams[i];
         let (req, at) = (s.req, s.next_at);
         s.next += 1;
         s.next_at = at.plus(interval);
         let last = s.next == s.chunks;
-        if !last {
-            insert_in_order(&mut r.streams, s);
+        if last {
+            r.streams.swap_remove(i);
         }
         r.batcher
             .as_mut()
             .expect("invariant: asr replicas batch")
             .push(at.0, (req, u32::from(last)))
     }
-}
-
-/// Put `s` among `streams` (ordered by next chunk time, then stream number) in its place,
-/// searching from the end, where a stream that just sent a chunk almost always goes.
-fn insert_in_order(streams: &mut VecDeque<Stream>, s: Stream) {
-    let key = (s.next_at, s.number);
-    let mut i = streams.len();
-    while i > 0 && (streams[i - 1].next_at, streams[i - 1].number) > key {
-        i -= 1;
-    }
-    streams.insert(i, s);
 }
