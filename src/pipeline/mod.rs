@@ -346,8 +346,10 @@ pub struct Simulation<'a> {
     /// A completion is being handled: its partition's timer is set once, after the finished
     /// job is retired, not also for the next batch handed over before that.
     holding_timer: bool,
-    /// Scratch for a solo replica's look-ahead (see `solo`).
-    ahead: solo::Ahead,
+    /// Each solo replica's look-ahead, by replica (see `solo`).
+    ahead: Vec<solo::Ahead>,
+    /// The plan a look-ahead's iteration is planned into (a buffer reused by every one).
+    ahead_plan: StepPlan,
     /// The LLM replica alone on each partition, if it may run ahead.
     solo_of: Vec<Option<u32>>,
 }
@@ -433,6 +435,9 @@ impl<'a> Simulation<'a> {
                 solo_of[r.partition] = Some(i as u32);
             }
         }
+        let ahead = (0..replicas.len())
+            .map(|_| solo::Ahead::default())
+            .collect();
         let duration = SimTime::from_secs_f64(exp.duration_s);
         let bucket_ns = BusyTimeline::width_for(duration);
         slicers
@@ -487,7 +492,8 @@ impl<'a> Simulation<'a> {
             current_order: 0,
             committing: false,
             holding_timer: false,
-            ahead: solo::Ahead::default(),
+            ahead,
+            ahead_plan: StepPlan::default(),
             solo_of,
         }
     }
@@ -1063,12 +1069,20 @@ impl<'a> Simulation<'a> {
 
     /// Bring the partition's dynamic memory up to date with an on-demand engine's blocks.
     fn track_kv(&mut self, replica: usize) {
+        let engine = self.replicas[replica]
+            .llm
+            .as_ref()
+            .expect("invariant: llm replica");
+        self.track_kv_blocks(replica, engine.used_blocks());
+    }
+
+    /// [`Self::track_kv`] for an engine that holds `now_blocks` blocks.
+    fn track_kv_blocks(&mut self, replica: usize, now_blocks: u64) {
         let r = &mut self.replicas[replica];
         let engine = r.llm.as_ref().expect("invariant: llm replica");
         if engine.config().kv != KvPolicy::OnDemand {
             return;
         }
-        let now_blocks = engine.used_blocks();
         let p = r.partition;
         self.dynamic_bytes[p] = self.dynamic_bytes[p] + now_blocks * r.kv_block_bytes
             - r.kv_blocks_seen * r.kv_block_bytes;

@@ -19,10 +19,18 @@
 //! Local steps and completions are ordered against the event that interrupts them as the
 //! queue would have ordered them (time, then class, then partition for completions), so
 //! results are identical to one event per step and per completion.
+//!
+//! The look-ahead keeps what it computed: its engine, stopped where the replica's will be at
+//! the horizon, and a log of each iteration (its step time, runtime, admissions, KV blocks,
+//! tokens). When every local step and completion comes before the event that looks at the
+//! replica (at the horizon, always), catching up replays the log, with no planning again
+//! ([`Simulation::commit`]), and swaps the engine in. When something reaches the replica
+//! earlier, the iterations before it are run again on the replica's own engine, untouched.
 
 use super::{Event, ReqId, Request, Simulation, Stage, slot};
 use crate::engine::SimTime;
-use crate::serving::{KvPolicy, LlmEngine, StepPlan};
+use crate::profile::Demand;
+use crate::serving::{KvPolicy, LlmEngine};
 
 /// A solo replica running ahead, and the one event it left in the queue.
 #[derive(Clone, Copy, Debug)]
@@ -33,12 +41,38 @@ pub(super) struct Solo {
     step: bool,
 }
 
-/// Buffers reused by every look-ahead.
+/// What one replica's look-ahead computed (its buffers are reused by the next).
 #[derive(Debug, Default)]
 pub(super) struct Ahead {
+    /// The copy of the engine that ran ahead; after a commit, the replica's previous engine.
     engine: Option<LlmEngine>,
+    /// Whether `engine` stopped exactly where the replica's will be at the horizon (the
+    /// horizon's iteration planned, not finished; or, at a step horizon, nothing planned), so
+    /// that catching up may replay `ran` and swap it in.
+    whole: bool,
+    /// The iterations before the horizon, in order (with a completion horizon, the last is
+    /// the horizon's own, whose completion is the horizon).
+    ran: Vec<Ran>,
+    /// Their tokens and their first admissions, in order; `Ran` says where each one's end.
     tokens: Vec<(ReqId, u32)>,
-    plan: StepPlan,
+    admitted: Vec<ReqId>,
+}
+
+/// One iteration of a look-ahead, as catching up replays it.
+#[derive(Clone, Copy, Debug)]
+struct Ran {
+    step_at: SimTime,
+    done: SimTime,
+    /// Runtime alone on the partition, and (under MPS) its demand.
+    ns: u64,
+    demand: Option<Demand>,
+    seqs: u64,
+    /// KV blocks the engine held once the iteration was planned, and once it was retired.
+    blocks_planned: u64,
+    blocks_done: u64,
+    /// End of its tokens in `Ahead::tokens`, and of its admissions in `Ahead::admitted`.
+    tokens_end: usize,
+    admitted_end: usize,
 }
 
 /// Most iterations one look-ahead covers (bounds its work; the result does not depend on it).
@@ -73,27 +107,28 @@ impl Simulation<'_> {
     /// schedule that step as usual).
     pub(super) fn solo_start(&mut self, now: SimTime, r: usize) {
         let overhead = self.replicas[r].step_overhead_ns;
-        let mut engine = self.ahead.engine.take();
-        let mut tokens = std::mem::take(&mut self.ahead.tokens);
-        let mut plan = std::mem::take(&mut self.ahead.plan);
+        let mut ahead = std::mem::take(&mut self.ahead[r]);
+        let mut plan = std::mem::take(&mut self.ahead_plan);
+        ahead.ran.clear();
+        ahead.tokens.clear();
+        ahead.admitted.clear();
         let real = self.replicas[r]
             .llm
             .as_ref()
             .expect("invariant: llm replica");
-        let e = match &mut engine {
+        let e = match &mut ahead.engine {
             Some(e) => {
                 e.clone_from(real);
                 e
             }
-            None => engine.insert(real.clone()),
+            None => ahead.engine.insert(real.clone()),
         };
         let on_demand = e.config().kv == KvPolicy::OnDemand;
         let mut t = now;
-        let mut steps = 0;
-        let (horizon, step) = loop {
+        let (horizon, step, whole) = loop {
             let step_at = t.plus(overhead);
-            if steps == MAX_AHEAD {
-                break (step_at, true);
+            if ahead.ran.len() == MAX_AHEAD {
+                break (step_at, true, true);
             }
             // The same inputs as the real step: live requests, and the blocks free were the
             // engine's own cache what this copy holds.
@@ -114,24 +149,45 @@ impl Simulation<'_> {
                 &mut plan,
             );
             if !planned || plan.seqs == 0 || !plan.out_of_memory.is_empty() {
-                break (step_at, true); // it sleeps or fails a request: an ordinary step
+                // It sleeps or fails a request: an ordinary step (this copy planned it).
+                break (step_at, true, false);
             }
-            let (ns, _) = self.llm_step_time(r, &plan);
+            let (ns, demand) = self.llm_step_time(r, &plan);
             let done = step_at.plus(ns.max(1));
-            tokens.clear();
-            e.finish_step_into(done.0, &mut tokens);
-            let seen = tokens
+            let blocks_planned = e.used_blocks();
+            ahead.admitted.extend(plan.admitted.iter().map(|&(q, _)| q));
+            let first = ahead.tokens.len();
+            e.sampled_into(&mut ahead.tokens);
+            let seen = ahead.tokens[first..]
                 .iter()
                 .any(|&(q, g)| self.is_active(q) && seen_by_others(&self.requests[slot(q)], g));
-            if seen || !e.has_work() {
-                break (done, false);
+            ahead.ran.push(Ran {
+                step_at,
+                done,
+                ns,
+                demand,
+                seqs: plan.seqs,
+                blocks_planned,
+                blocks_done: blocks_planned,
+                tokens_end: ahead.tokens.len(),
+                admitted_end: ahead.admitted.len(),
+            });
+            if seen {
+                break (done, false, true); // left planned: the horizon retires it
+            }
+            ahead.tokens.truncate(first);
+            e.finish_step_into(done.0, &mut ahead.tokens);
+            let last = ahead.ran.last_mut().expect("invariant: pushed above");
+            last.blocks_done = e.used_blocks();
+            if !e.has_work() {
+                break (done, false, false);
             }
             t = done;
-            steps += 1;
         };
-        self.ahead.engine = engine;
-        self.ahead.tokens = tokens;
-        self.ahead.plan = plan;
+        ahead.whole = whole;
+        let steps = ahead.ran.len();
+        self.ahead[r] = ahead;
+        self.ahead_plan = plan;
         if step && steps == 0 {
             self.llm_wake(now, r);
             return;
@@ -221,6 +277,59 @@ impl Simulation<'_> {
         }
     }
 
+    /// Replay replica `r`'s look-ahead up to its horizon `s`, as the local steps and
+    /// completions would have run (see [`Self::settle`]), and swap its engine in.
+    fn commit(&mut self, r: usize, s: Solo) {
+        let p = self.replicas[r].partition;
+        let mut ahead = std::mem::take(&mut self.ahead[r]);
+        self.committing = true;
+        let (mut tokens_from, mut admitted_from) = (0, 0);
+        let n = ahead.ran.len();
+        for (i, x) in ahead.ran.iter().enumerate() {
+            // The step, as `llm_submit` runs it.
+            self.replicas[r].step_at = None;
+            self.track_kv_blocks(r, x.blocks_planned);
+            for &q in &ahead.admitted[admitted_from..x.admitted_end] {
+                self.requests[slot(q)].admitted_at = Some(x.step_at);
+            }
+            admitted_from = x.admitted_end;
+            let rep = &mut self.replicas[r];
+            rep.batches += 1;
+            rep.batch_items += x.seqs;
+            let phases = x.demand.map_or_else(Vec::new, |d| vec![d]);
+            self.submit(x.step_at, r, x.ns, phases);
+            if i + 1 == n && !s.step {
+                break; // its completion is the horizon
+            }
+            // The completion, as `Event::DeviceDone` and `llm_iteration_done` run it.
+            self.armed[p] = None;
+            self.slicers[p].finishing(x.done);
+            self.slicers[p].complete(x.done);
+            self.reschedule(p);
+            self.track_kv_blocks(r, x.blocks_done);
+            for &(q, g) in &ahead.tokens[tokens_from..x.tokens_end] {
+                self.on_token(x.done, q, g);
+            }
+            tokens_from = x.tokens_end;
+            self.llm_wake(x.done, r);
+        }
+        self.committing = false;
+        let engine = ahead
+            .engine
+            .as_mut()
+            .expect("invariant: a look-ahead's engine");
+        std::mem::swap(
+            self.replicas[r]
+                .llm
+                .as_mut()
+                .expect("invariant: llm replica"),
+            engine,
+        );
+        ahead.whole = false;
+        ahead.ran.clear();
+        self.ahead[r] = ahead;
+    }
+
     /// The event being handled, as a queue position.
     fn current_key(&self) -> Key {
         (self.engine.now(), self.current_class, self.current_order)
@@ -242,6 +351,22 @@ impl Simulation<'_> {
             return;
         };
         let p = self.replicas[r].partition;
+        if self.ahead[r].whole {
+            // The last local event: the horizon's own step, or the completion before it.
+            let last = self.ahead[r].ran.last().map(|x| {
+                if s.step {
+                    (x.done, 0, p as u64)
+                } else {
+                    (x.step_at, 1, 0)
+                }
+            });
+            if last.is_some_and(|k| before(k, bound)) {
+                self.commit(r, s);
+                return;
+            }
+        }
+        // Something comes first: run the iterations before it again, on the replica's engine.
+        self.ahead[r].whole = false;
         self.committing = true;
         while let Some((t, step)) = self.solo_next(r) {
             if t == s.horizon && step == s.step {

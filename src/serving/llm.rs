@@ -78,6 +78,14 @@ impl Seq {
     fn prefill_left(&self) -> u32 {
         self.context() - self.computed
     }
+
+    /// Whether the iteration it is scheduled in samples its next token: a decode step, or
+    /// the last chunk of a (re)prefill (vLLM samples the first token in the prefill's own
+    /// iteration).
+    fn samples(&self) -> bool {
+        self.scheduled > 0
+            && (!self.prefilling() || self.computed + self.scheduled >= self.context())
+    }
 }
 
 /// What the next iteration computes, and what the scheduler decided to get there.
@@ -418,6 +426,17 @@ impl LlmEngine {
         out
     }
 
+    /// The tokens the planned iteration samples when it finishes, as
+    /// [`Self::finish_step_into`] will append them, without finishing it.
+    pub fn sampled_into(&self, out: &mut Vec<(u64, u32)>) {
+        out.extend(
+            self.running
+                .iter()
+                .filter(|s| s.samples())
+                .map(|s| (s.req, s.generated + 1)),
+        );
+    }
+
     /// [`Self::finish_step`], appending to `out` (a buffer the caller reuses).
     pub fn finish_step_into(&mut self, now_ns: u64, out: &mut Vec<(u64, u32)>) {
         self.account(now_ns);
@@ -425,12 +444,10 @@ impl LlmEngine {
             if s.scheduled == 0 {
                 continue;
             }
-            let was_prefilling = s.prefilling();
+            let samples = s.samples();
             s.computed += s.scheduled;
             s.scheduled = 0;
-            // A decode step, or the last chunk of a (re)prefill, samples the next token, as
-            // vLLM samples the first token in the prefill's own iteration.
-            if !was_prefilling || !s.prefilling() {
+            if samples {
                 s.generated += 1;
                 out.push((s.req, s.generated));
             }
@@ -629,7 +646,12 @@ mod tests {
                     proptest::prop_assert_eq!(held, e.used_blocks());
                     proptest::prop_assert!(p.seqs <= u64::from(seqs));
                     proptest::prop_assert!(p.prefill_tokens + p.decode_seqs <= u64::from(budget));
-                    for (r, g) in e.finish_step(t + 1) {
+                    let mut sampled = Vec::new();
+                    e.sampled_into(&mut sampled);
+                    let finished = e.finish_step(t + 1);
+                    // What the plan said it would sample is what finishing it sampled.
+                    proptest::prop_assert_eq!(&sampled, &finished);
+                    for (r, g) in finished {
                         proptest::prop_assert_eq!(g, tokens[r as usize] + 1);
                         tokens[r as usize] = g;
                     }
