@@ -66,7 +66,7 @@ impl Device {
     }
 
     /// See [`TimeSlicer::next_completion`].
-    pub fn next_completion(&self) -> Option<SimTime> {
+    pub fn next_completion(&mut self) -> Option<SimTime> {
         match self {
             Device::Sliced(s) => s.next_completion(),
             Device::Mps(m) => m.next_completion(),

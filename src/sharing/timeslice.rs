@@ -214,6 +214,10 @@ pub struct TimeSlicer {
     queues: Vec<VecDeque<(u64, u64)>>,
     /// Busy and switching time per time bucket, when recorded.
     timeline: Option<TimelineRecorder>,
+    /// With several contexts: the schedule as [`Self::next_completion`] ran it forward to
+    /// that completion, and when. The [`Self::advance`] that reaches exactly that instant
+    /// takes it instead of running the schedule again; any other drops it.
+    ahead: Option<(SimTime, Schedule)>,
 }
 
 impl TimeSlicer {
@@ -234,6 +238,7 @@ impl TimeSlicer {
             },
             queues: Vec::new(),
             timeline: None,
+            ahead: None,
         }
     }
 
@@ -249,6 +254,7 @@ impl TimeSlicer {
 
     /// Register a context; returns its id.
     pub fn add_context(&mut self) -> CtxId {
+        self.ahead = None;
         self.queues.push(VecDeque::new());
         self.queues.len() - 1
     }
@@ -276,10 +282,15 @@ impl TimeSlicer {
     /// Bring the state forward to `t`; no job may finish strictly before `t`.
     pub fn advance(&mut self, t: SimTime) {
         let dt = t.since(self.now);
+        let ahead = self.ahead.take();
         if dt > 0 {
             let before = (self.sched.busy_ns, self.sched.switching_ns);
             let elapsed = if self.queues.len() == 1 {
                 self.sched.run_sole(dt)
+            } else if let Some((_, sched)) = ahead.filter(|a| a.0 == t) {
+                // Bounded by `dt`, the run stops at the same completion in the same state.
+                self.sched = sched;
+                dt
             } else {
                 match self.sched.run(Some(dt)) {
                     Stop::Budget => dt,
@@ -334,7 +345,7 @@ impl TimeSlicer {
     }
 
     /// Exact time of the next job completion if nothing else is submitted.
-    pub fn next_completion(&self) -> Option<SimTime> {
+    pub fn next_completion(&mut self) -> Option<SimTime> {
         let s = &self.sched;
         if let [lone] = s.ring[..] {
             // One context (a dedicated GPU or MIG instance, mostly): no look-ahead needed.
@@ -347,9 +358,16 @@ impl TimeSlicer {
         if s.phase == Phase::Idle {
             return None;
         }
+        if let Some((at, _)) = &self.ahead {
+            return Some(*at);
+        }
         let mut look = self.sched.clone();
         match look.run(None) {
-            Stop::Completion { elapsed } => Some(self.now.plus(elapsed)),
+            Stop::Completion { elapsed } => {
+                let at = self.now.plus(elapsed);
+                self.ahead = Some((at, look));
+                Some(at)
+            }
             Stop::Budget => unreachable!("a busy schedule always completes a job"),
         }
     }
