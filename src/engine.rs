@@ -9,7 +9,9 @@
 //! event and ignoring the old one.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::hint::select_unpredictable;
+
+use dary_heap::QuaternaryHeap;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -89,7 +91,7 @@ impl<E> PartialOrd for Entry<E> {
     }
 }
 impl<E> Ord for Entry<E> {
-    // Reversed: `BinaryHeap` is a max-heap and we want the earliest key on top.
+    // Reversed: the heap is a max-heap and we want the earliest key on top.
     fn cmp(&self, other: &Self) -> Ordering {
         other.key.cmp(&self.key)
     }
@@ -99,7 +101,9 @@ impl<E> Ord for Entry<E> {
 pub struct Engine<E> {
     now: SimTime,
     seq: u64,
-    heap: BinaryHeap<Entry<E>>,
+    /// Four children per node: half the levels of a binary heap, each a compare of four
+    /// adjacent entries (the same order: keys are unique).
+    heap: QuaternaryHeap<Entry<E>>,
     timers: Timers,
     /// The timer that fired last, still in the tree until the model has had its chance to
     /// set it again: usually it does, and clearing it first would walk the tree twice.
@@ -183,14 +187,15 @@ impl Timers {
             let group = i / FAN;
             let first = below + group * FAN;
             let times = &self.time[first..first + FAN];
-            // Strictly earlier only: the leftmost (lowest) slot wins ties.
-            let mut best = 0;
-            for (j, &t) in times.iter().enumerate().skip(1) {
-                if t < times[best] {
-                    best = j;
-                }
+            // Strictly earlier only: the leftmost (lowest) slot wins ties. Which child wins
+            // is a coin toss to the branch predictor: select without branching.
+            let (mut best, mut t) = (0, times[0]);
+            for (j, &tj) in times.iter().enumerate().skip(1) {
+                let earlier = tj < t;
+                t = select_unpredictable(earlier, tj, t);
+                best = select_unpredictable(earlier, j, best);
             }
-            let (t, s) = (times[best], self.slot[first + best]);
+            let s = self.slot[first + best];
             let node = here + group;
             if self.time[node] == t && self.slot[node] == s {
                 break; // nothing above changes either
@@ -214,7 +219,7 @@ impl<E: EventClass> Engine<E> {
         Engine {
             now: SimTime::ZERO,
             seq: 0,
-            heap: BinaryHeap::new(),
+            heap: QuaternaryHeap::new(),
             timers: Timers::default(),
             fired: None,
             processed: 0,
