@@ -1146,10 +1146,23 @@ impl<'a> Simulation<'a> {
             !self.committing || plan.out_of_memory.is_empty(),
             "invariant: a solo replica's look-ahead stops before a failure"
         );
+        let (ns, demand) = self.llm_step_time(replica, plan);
+        self.llm_run(now, replica, plan.seqs, ns, demand);
+    }
+
+    /// Hand the GPU an iteration of `seqs` sequences that runs `ns` alone (`demand` under
+    /// MPS), and count it.
+    fn llm_run(
+        &mut self,
+        now: SimTime,
+        replica: usize,
+        seqs: u64,
+        ns: u64,
+        demand: Option<Demand>,
+    ) {
         let r = &mut self.replicas[replica];
         r.batches += 1;
-        r.batch_items += plan.seqs;
-        let (ns, demand) = self.llm_step_time(replica, plan);
+        r.batch_items += seqs;
         let phases = demand.map_or_else(Vec::new, |d| vec![d]);
         self.submit(now, replica, ns, phases);
     }

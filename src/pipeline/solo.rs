@@ -293,19 +293,12 @@ impl Simulation<'_> {
                 self.requests[slot(q)].admitted_at = Some(x.step_at);
             }
             admitted_from = x.admitted_end;
-            let rep = &mut self.replicas[r];
-            rep.batches += 1;
-            rep.batch_items += x.seqs;
-            let phases = x.demand.map_or_else(Vec::new, |d| vec![d]);
-            self.submit(x.step_at, r, x.ns, phases);
+            self.llm_run(x.step_at, r, x.seqs, x.ns, x.demand);
             if i + 1 == n && !s.step {
                 break; // its completion is the horizon
             }
             // The completion, as `Event::DeviceDone` and `llm_iteration_done` run it.
-            self.armed[p] = None;
-            self.slicers[p].finishing(x.done);
-            self.slicers[p].complete(x.done);
-            self.reschedule(p);
+            self.solo_job_done(p, x.done);
             self.track_kv_blocks(r, x.blocks_done);
             for &(q, g) in &ahead.tokens[tokens_from..x.tokens_end] {
                 self.on_token(x.done, q, g);
@@ -328,6 +321,15 @@ impl Simulation<'_> {
         ahead.whole = false;
         ahead.ran.clear();
         self.ahead[r] = ahead;
+    }
+
+    /// A solo replica's iteration on partition `p` finishes at `t` while it catches up: the
+    /// GPU's part of `Event::DeviceDone` for an LLM replica (the caller retires the tokens).
+    fn solo_job_done(&mut self, p: usize, t: SimTime) {
+        self.armed[p] = None;
+        self.slicers[p].finishing(t);
+        self.slicers[p].complete(t);
+        self.reschedule(p);
     }
 
     /// The event being handled, as a queue position.
@@ -380,11 +382,7 @@ impl Simulation<'_> {
                 self.replicas[r].step_at = None;
                 self.llm_submit(t, r);
             } else {
-                // As `Event::DeviceDone` does for an LLM replica.
-                self.armed[p] = None;
-                self.slicers[p].finishing(t);
-                self.slicers[p].complete(t);
-                self.reschedule(p);
+                self.solo_job_done(p, t);
                 self.llm_iteration_done(t, r);
             }
         }
