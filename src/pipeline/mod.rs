@@ -199,9 +199,9 @@ struct Replica {
     /// Requests in the batch running on the GPU.
     in_flight: Vec<Item>,
     llm: Option<LlmEngine>,
-    /// Audio streams open to this (ASR) replica, and the chunk event pending while it is idle.
+    /// Audio streams open to this (ASR) replica, and the event pending while it is idle.
     streams: Vec<streams::Stream>,
-    chunk_armed: Option<(SimTime, u64)>,
+    wake: Option<streams::Wake>,
     /// Batch runtime by size (ASR: the same work every chunk), filled on first use.
     batch_ns: Vec<u64>,
     batches: u64,
@@ -352,6 +352,8 @@ pub struct Simulation<'a> {
     ahead_plan: StepPlan,
     /// The LLM replica alone on each partition, if it may run ahead.
     solo_of: Vec<Option<u32>>,
+    /// Idle ASR replicas wait for their next dispatch, not for each chunk (see `streams`).
+    lazy_chunks: bool,
 }
 
 impl<'a> Simulation<'a> {
@@ -407,7 +409,7 @@ impl<'a> Simulation<'a> {
                 batcher: r.llm.is_none().then(|| Batcher::new(r.batching.clone())),
                 in_flight: Vec::new(),
                 streams: Vec::new(),
-                chunk_armed: None,
+                wake: None,
                 llm: r.llm.map(LlmEngine::new),
                 batch_ns: Vec::new(),
                 batches: 0,
@@ -495,14 +497,17 @@ impl<'a> Simulation<'a> {
             ahead,
             ahead_plan: StepPlan::default(),
             solo_of,
+            lazy_chunks: true,
         }
     }
 
-    /// The same run with every LLM step and completion as its own event: no replica runs
-    /// ahead of the queue (see `solo`). Results are identical, only slower; this exists so
-    /// that tests can check that.
+    /// The same run with every LLM step and completion as its own event (no replica runs
+    /// ahead of the queue, see `solo`) and every chunk that reaches an idle ASR replica as
+    /// its own event (see `streams`). Results are identical, only slower; this exists so that
+    /// tests can check that.
     pub fn without_run_ahead(mut self) -> Self {
         self.solo_of.iter_mut().for_each(|s| *s = None);
+        self.lazy_chunks = false;
         self
     }
 
@@ -682,7 +687,7 @@ impl<'a> Simulation<'a> {
             }
             Event::BatchTimer { replica, epoch } => {
                 let r = replica as usize;
-                if self.replicas[r].epoch != epoch {
+                if self.replicas[r].epoch != epoch || !self.batch_timer_due(r, now) {
                     return;
                 }
                 let d = self.replicas[r]
@@ -910,6 +915,8 @@ impl<'a> Simulation<'a> {
     fn apply(&mut self, now: SimTime, replica: usize, d: Decision<Item>) {
         match d {
             Decision::Wait => {}
+            // An idle ASR replica's timer is part of its next dispatch (see `streams`).
+            Decision::Arm(_) if self.waits_for_dispatch(replica) => {}
             Decision::Arm(at) => self.engine.schedule(
                 SimTime(at),
                 Event::BatchTimer {

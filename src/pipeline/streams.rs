@@ -4,14 +4,24 @@
 //! batcher. While the replica runs a batch, a chunk that arrives only queues (the batcher
 //! decides nothing until the batch ends), so those chunks need no event of their own: they
 //! are put in the queue, with their own arrival times and in their own order, when the batch
-//! ends ([`Simulation::catch_up`]) or when something else looks at the queue. Only while the
-//! replica is idle does the next chunk get an event ([`Event::Chunk`]), because then it may
-//! start a batch or arm the batcher's timer.
+//! ends ([`Simulation::catch_up`]) or when something else looks at the queue.
 //!
-//! Results are the same as with one event per chunk, to the byte: a chunk event is ordered
-//! among same-instant chunk events by its stream's number, which is the order the per-chunk
-//! events had (a stream's next chunk was scheduled when its previous one arrived, so ties
-//! between streams fell back on the order the streams opened).
+//! An idle replica needs no event per chunk either: the chunks to come are known (each stream
+//! sends at a fixed interval), so the moment the batcher will next dispatch is known too
+//! ([`crate::serving::batcher::Batcher::next_dispatch`]): the chunk that fills a full or
+//! preferred batch, or the instant the oldest chunk's delay runs out. That one instant gets
+//! an event (an [`Event::Chunk`] ordered like that chunk's, or an [`Event::BatchTimer`]); it
+//! puts the chunks that came before it in the queue, with their own arrival times, and
+//! dispatches. Anything that changes the prediction (a stream opens or closes, the replica
+//! crashes) first queues the chunks already sent and arms the replica again.
+//!
+//! Results are the same as with one event per chunk, to the byte
+//! ([`Simulation::without_run_ahead`] still runs that way, for the tests): a chunk event is
+//! ordered among same-instant chunk events by its stream's number, which is the order the
+//! per-chunk events had (a stream's next chunk was scheduled when its previous one arrived,
+//! so ties between streams fell back on the order the streams opened).
+
+use smallvec::SmallVec;
 
 use super::{Event, ReqId, Simulation};
 use crate::engine::SimTime;
@@ -29,8 +39,16 @@ pub(super) struct Stream {
     chunks: u32,
 }
 
-/// The class the engine gives chunk events (see `EventClass for Event`).
+/// The classes the engine gives chunk events and batch timers (see `EventClass for Event`).
 const CHUNK_CLASS: u8 = 2;
+const TIMER_CLASS: u8 = 1;
+
+/// An idle replica's pending event: `(time, stream number)` for a chunk, or `(time, TIMER)`
+/// for its batcher's timer.
+pub(super) type Wake = (SimTime, u64);
+
+/// The "stream number" of a wake that is the batcher's timer.
+const TIMER: u64 = u64::MAX;
 
 impl Simulation<'_> {
     /// `req` starts streaming its clip to ASR replica `replica` at `now`.
@@ -64,26 +82,55 @@ impl Simulation<'_> {
     pub(super) fn drop_streams(&mut self, replica: usize) {
         let r = &mut self.replicas[replica];
         r.streams.clear();
-        r.chunk_armed = None;
+        r.wake = None;
     }
 
-    /// The chunk event for `stream` at `replica` fires (stale unless it is the armed one).
+    /// The chunk event for `stream` at `replica` fires (stale unless it is the armed one):
+    /// the chunks up to it join the batcher (with one event per chunk, just this one).
     pub(super) fn chunk_arrives(&mut self, now: SimTime, replica: usize, stream: u64) {
-        if self.replicas[replica].chunk_armed != Some((now, stream)) {
+        if self.replicas[replica].wake != Some((now, stream)) {
             return;
         }
-        self.replicas[replica].chunk_armed = None;
+        self.replicas[replica].wake = None;
         if self.busy(replica) {
             return; // it queues with the others when the running batch ends
         }
-        let i = self.replicas[replica]
-            .streams
-            .iter()
-            .position(|s| s.number == stream)
-            .expect("invariant: an armed chunk's stream is open");
-        let d = self.deliver(replica, i);
-        self.apply(now, replica, d);
+        loop {
+            let (i, at) = self
+                .earliest(replica)
+                .expect("invariant: an armed chunk's stream is open");
+            let number = self.replicas[replica].streams[i].number;
+            let d = self.deliver(replica, i);
+            if (at, number) == (now, stream) {
+                self.apply(now, replica, d);
+                break;
+            }
+            debug_assert!(
+                !matches!(d, Decision::Dispatch(_)),
+                "invariant: no chunk before the armed one dispatches"
+            );
+        }
         self.arm_chunk(replica);
+    }
+
+    /// Whether the batch timer of `replica` firing at `now` is still wanted: with one event
+    /// per chunk, always (the batcher ignores a stale one); waiting for the next dispatch,
+    /// only the armed one, once the chunks sent before it are queued.
+    pub(super) fn batch_timer_due(&mut self, replica: usize, now: SimTime) -> bool {
+        if !self.waits_for_dispatch(replica) {
+            return true;
+        }
+        if self.replicas[replica].wake != Some((now, TIMER)) {
+            return false;
+        }
+        self.replicas[replica].wake = None;
+        self.catch_up(replica, now, TIMER_CLASS);
+        true
+    }
+
+    /// Whether an idle `replica` waits for its next dispatch rather than for each chunk.
+    pub(super) fn waits_for_dispatch(&self, replica: usize) -> bool {
+        self.lazy_chunks && self.replicas[replica].stage == super::Stage::Asr
     }
 
     /// Queue every chunk of `replica`'s streams that arrived before the event now being
@@ -95,36 +142,80 @@ impl Simulation<'_> {
             }
             let d = self.deliver(replica, i);
             debug_assert!(
-                matches!(d, Decision::Wait),
-                "invariant: only a busy replica has chunks to catch up"
+                !matches!(d, Decision::Dispatch(_)),
+                "invariant: chunks caught up dispatch nothing (the armed event does)"
             );
             self.apply(now, replica, d);
         }
     }
 
-    /// Keep one chunk event pending for an idle replica: its earliest chunk to come.
+    /// Keep one event pending for an idle replica: its next dispatch, or (one event per
+    /// chunk) its earliest chunk to come.
     pub(super) fn arm_chunk(&mut self, replica: usize) {
         if self.busy(replica) {
             return;
         }
-        let next = self.earliest(replica).map(|(i, at)| {
-            let s = &self.replicas[replica].streams[i];
-            (at, s.number)
-        });
-        if next == self.replicas[replica].chunk_armed {
+        let next = if self.waits_for_dispatch(replica) {
+            self.next_dispatch(replica)
+        } else {
+            self.earliest(replica).map(|(i, at)| {
+                let s = &self.replicas[replica].streams[i];
+                (at, s.number)
+            })
+        };
+        if next == self.replicas[replica].wake {
             return;
         }
-        self.replicas[replica].chunk_armed = next;
-        if let Some((at, number)) = next {
-            self.engine.schedule_ordered(
+        self.replicas[replica].wake = next;
+        match next {
+            Some((at, TIMER)) => {
+                let epoch = self.replicas[replica].epoch;
+                self.engine.schedule(
+                    at,
+                    Event::BatchTimer {
+                        replica: replica as u32,
+                        epoch,
+                    },
+                );
+            }
+            Some((at, number)) => self.engine.schedule_ordered(
                 at,
                 Event::Chunk {
                     replica: replica as u32,
                     stream: number,
                 },
                 number,
-            );
+            ),
+            None => {}
         }
+    }
+
+    /// When idle `replica` next dispatches, given the chunks its streams will send.
+    fn next_dispatch(&self, replica: usize) -> Option<Wake> {
+        let r = &self.replicas[replica];
+        let interval = self.chunk_interval_ns;
+        // The chunks to come, in arrival order (ties: the stream opened first).
+        let mut next: SmallVec<[(SimTime, u64, u32); 4]> = r
+            .streams
+            .iter()
+            .map(|s| (s.next_at, s.number, s.chunks - s.next))
+            .collect();
+        let chunks = std::iter::from_fn(|| {
+            let s = next
+                .iter_mut()
+                .filter(|s| s.2 > 0)
+                .min_by_key(|s| (s.0, s.1))?;
+            let chunk = (s.0.0, s.1);
+            s.0 = s.0.plus(interval);
+            s.2 -= 1;
+            Some(chunk)
+        });
+        let (at, key) = r
+            .batcher
+            .as_ref()
+            .expect("invariant: asr replicas batch")
+            .next_dispatch(chunks)?;
+        Some((SimTime(at), key.unwrap_or(TIMER)))
     }
 
     /// Whether `replica` runs a batch (its queue only grows until the batch ends).

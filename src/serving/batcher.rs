@@ -114,6 +114,43 @@ impl<T: Copy> Batcher<T> {
         self.queue.retain(|(t, _)| keep(t));
     }
 
+    /// When this batcher, free, next dispatches if requests arrive at the times `arrivals`
+    /// gives (each with a key, in arrival order) and nothing else happens: `(time, Some(key))`
+    /// at the arrival that fills a full or preferred batch (or any arrival, with no delay);
+    /// `(time, None)` when the oldest request's delay runs out first (a timer at the instant
+    /// of an arrival runs before it); `None` when it is busy or nothing is ever queued. The
+    /// same decisions [`Self::push`] and [`Self::timer`] would take, without taking them.
+    pub fn next_dispatch<K>(
+        &self,
+        arrivals: impl IntoIterator<Item = (u64, K)>,
+    ) -> Option<(u64, Option<K>)> {
+        if self.busy {
+            return None;
+        }
+        let delay = self.cfg.max_queue_delay_ns;
+        let at_once = u64::from(
+            self.cfg
+                .preferred_batch_sizes
+                .first()
+                .map_or(self.cfg.max_batch_size, |&p| p.min(self.cfg.max_batch_size)),
+        );
+        let mut n = self.queue.len() as u64;
+        let mut oldest = self.queue.front().map(|&(_, at)| at);
+        for (t, key) in arrivals {
+            if let Some(o) = oldest
+                && o + delay <= t
+            {
+                return Some((o + delay, None));
+            }
+            n += 1;
+            let o = *oldest.get_or_insert(t);
+            if n >= at_once || t >= o + delay {
+                return Some((t, Some(key)));
+            }
+        }
+        oldest.map(|o| (o + delay, None))
+    }
+
     fn decide(&mut self, now: u64) -> Decision<T> {
         if self.busy || self.queue.is_empty() {
             return Decision::Wait;
@@ -216,6 +253,82 @@ mod tests {
         };
         assert_eq!(second, vec![2, 3]);
         assert_eq!((second.as_ptr(), second.capacity()), (ptr, cap));
+    }
+
+    proptest! {
+        /// `next_dispatch` predicts what pushing the arrivals one by one (with the timer
+        /// firing before an arrival at its instant) does, from any free state.
+        #[test]
+        fn next_dispatch_predicts_the_pushes_and_the_timer(
+            before in proptest::collection::vec(0u64..300, 0..6),
+            gaps in proptest::collection::vec(0u64..300, 0..12),
+            max in 1u32..8,
+            delay in 0u64..500,
+            preferred in proptest::collection::vec(1u32..8, 0..3),
+        ) {
+            let mut b = Batcher::new(cfg(max, delay, &preferred));
+            // Reach a free state with requests queued: some arrive while a batch runs.
+            let mut t = 0;
+            let mut armed = None;
+            match b.push(t, 1000) {
+                Decision::Dispatch(batch) => b.recycle(batch),
+                Decision::Arm(d) => armed = Some(d),
+                Decision::Wait => {}
+            }
+            for g in &before {
+                t += g;
+                if b.busy() {
+                    b.push(t, 1000 + t);
+                } else {
+                    match b.push(t, 1000 + t) {
+                        Decision::Dispatch(batch) => {
+                            armed = None;
+                            b.recycle(batch);
+                        }
+                        Decision::Arm(d) => armed = Some(d),
+                        Decision::Wait => {}
+                    }
+                }
+            }
+            if b.busy() {
+                armed = None;
+                match b.finish(t) {
+                    Decision::Dispatch(_) => return Ok(()), // busy again: nothing to predict
+                    Decision::Arm(d) => armed = Some(d),
+                    Decision::Wait => {}
+                }
+            }
+            if armed.is_some_and(|d| d <= t) {
+                return Ok(()); // its timer would have fired already
+            }
+            let mut arrivals = Vec::new();
+            for (i, g) in gaps.iter().enumerate() {
+                t += g;
+                arrivals.push((t, i));
+            }
+            let predicted = b.next_dispatch(arrivals.iter().copied());
+            let mut actual = None;
+            for &(at, i) in &arrivals {
+                if let Some(d) = armed && d <= at {
+                    prop_assert!(matches!(b.timer(d), Decision::Dispatch(_)));
+                    actual = Some((d, None));
+                    break;
+                }
+                match b.push(at, at) {
+                    Decision::Dispatch(_) => {
+                        actual = Some((at, Some(i)));
+                        break;
+                    }
+                    Decision::Arm(d) => armed = Some(d),
+                    Decision::Wait => {}
+                }
+            }
+            if actual.is_none() && let Some(d) = armed {
+                prop_assert!(matches!(b.timer(d), Decision::Dispatch(_)));
+                actual = Some((d, None));
+            }
+            prop_assert_eq!(predicted, actual);
+        }
     }
 
     proptest! {
