@@ -24,7 +24,7 @@ use crate::profile::{Breakdown, Efficiency, ModelKind, TtsProfile, exec_time};
 use crate::serving::batcher::Decision;
 use crate::serving::llm::{KvUsage, StepPlan};
 use crate::serving::{Batcher, KvPolicy, LlmEngine, Router};
-use crate::sharing::{Device, MpsShare, TimeSlicer};
+use crate::sharing::{Device, MpsShare, SoleDevice, TimeSlicer};
 use crate::timeline::BusyTimeline;
 
 mod recovery;
@@ -360,15 +360,22 @@ impl<'a> Simulation<'a> {
     /// Prepare a run of `exp` with its seed.
     pub fn new(exp: &'a Experiment) -> Self {
         let streams = Streams::new(exp.raw.seed);
+        let mut tenants = vec![0usize; exp.partitions.len()];
+        for r in &exp.replicas {
+            tenants[r.partition] += 1;
+        }
         let mut slicers: Vec<Device> = exp
             .partitions
             .iter()
-            .map(|p| {
+            .zip(&tenants)
+            .map(|(p, &n)| {
                 if p.mps {
                     Device::Mps(MpsShare::new(
                         p.resources.sms,
                         p.resources.mem_bw_bytes_per_s,
                     ))
+                } else if n == 1 {
+                    Device::Sole(SoleDevice::new())
                 } else {
                     Device::Sliced(TimeSlicer::new(p.time_slice_ns, p.switch_ns))
                 }
@@ -431,9 +438,7 @@ impl<'a> Simulation<'a> {
         }
         let mut solo_of = vec![None; slicers.len()];
         for (i, r) in replicas.iter().enumerate() {
-            if r.llm.is_some()
-                && matches!(&slicers[r.partition], Device::Sliced(t) if t.contexts() == 1)
-            {
+            if r.llm.is_some() && matches!(&slicers[r.partition], Device::Sole(_)) {
                 solo_of[r.partition] = Some(i as u32);
             }
         }

@@ -1,9 +1,11 @@
-//! How contexts share a partition: time-slicing (which, with one context, is a dedicated GPU)
-//! and MPS (concurrent kernels of several clients in one context). [`Device`] puts both behind
-//! one interface for the pipeline.
+//! How contexts share a partition: time-slicing, MPS (concurrent kernels of several clients
+//! in one context), or not at all (one tenant: [`SoleDevice`], what time-slicing with one
+//! context comes to). [`Device`] puts them behind one interface for the pipeline.
 pub mod mps;
+pub mod sole;
 pub mod timeslice;
 pub use mps::MpsShare;
+pub use sole::SoleDevice;
 pub use timeslice::{CtxId, TimeSlicer};
 
 use crate::engine::SimTime;
@@ -13,7 +15,9 @@ use crate::timeline::BusyTimeline;
 /// The scheduler of one partition.
 #[derive(Debug)]
 pub enum Device {
-    /// Contexts take turns (one context: a dedicated GPU or a MIG instance).
+    /// One context has the partition to itself (a dedicated GPU or a MIG instance).
+    Sole(SoleDevice),
+    /// Contexts take turns.
     Sliced(TimeSlicer),
     /// MPS clients run concurrently, each capped by its active-thread percentage.
     Mps(MpsShare),
@@ -23,6 +27,7 @@ impl Device {
     /// Register a context (`active_thread_pct` matters under MPS only).
     pub fn add_context(&mut self, active_thread_pct: f64) -> CtxId {
         match self {
+            Device::Sole(s) => s.add_context(),
             Device::Sliced(s) => s.add_context(),
             Device::Mps(m) => m.add_client(active_thread_pct),
         }
@@ -31,6 +36,7 @@ impl Device {
     /// Also record busy time per bucket of `bucket_ns`.
     pub fn record_timeline(&mut self, bucket_ns: u64) {
         match self {
+            Device::Sole(s) => s.record_timeline(bucket_ns),
             Device::Sliced(s) => s.record_timeline(bucket_ns),
             Device::Mps(m) => m.record_timeline(bucket_ns),
         }
@@ -39,6 +45,7 @@ impl Device {
     /// The recorded timeline, if any.
     pub fn timeline(&self) -> Option<BusyTimeline> {
         match self {
+            Device::Sole(s) => s.timeline(),
             Device::Sliced(s) => s.timeline(),
             Device::Mps(m) => m.timeline(),
         }
@@ -60,6 +67,7 @@ impl Device {
         phases: Vec<Demand>,
     ) {
         match self {
+            Device::Sole(s) => s.submit(t, token, work_ns),
             Device::Sliced(s) => s.submit(t, ctx, token, work_ns),
             Device::Mps(m) => m.submit(t, ctx, token, phases),
         }
@@ -68,6 +76,7 @@ impl Device {
     /// See [`TimeSlicer::next_completion`].
     pub fn next_completion(&mut self) -> Option<SimTime> {
         match self {
+            Device::Sole(s) => s.next_completion(),
             Device::Sliced(s) => s.next_completion(),
             Device::Mps(m) => m.next_completion(),
         }
@@ -76,6 +85,7 @@ impl Device {
     /// See [`TimeSlicer::finishing`].
     pub fn finishing(&mut self, t: SimTime) -> (CtxId, u64) {
         match self {
+            Device::Sole(s) => s.finishing(t),
             Device::Sliced(s) => s.finishing(t),
             Device::Mps(m) => m.finishing(t),
         }
@@ -84,6 +94,7 @@ impl Device {
     /// See [`TimeSlicer::complete`].
     pub fn complete(&mut self, t: SimTime) -> (CtxId, u64) {
         match self {
+            Device::Sole(s) => s.complete(t),
             Device::Sliced(s) => s.complete(t),
             Device::Mps(m) => m.complete(t),
         }
@@ -92,6 +103,7 @@ impl Device {
     /// See [`TimeSlicer::advance`].
     pub fn advance(&mut self, t: SimTime) {
         match self {
+            Device::Sole(s) => s.advance(t),
             Device::Sliced(s) => s.advance(t),
             Device::Mps(m) => m.advance(t),
         }
@@ -100,6 +112,7 @@ impl Device {
     /// See [`TimeSlicer::clear`].
     pub fn clear(&mut self, t: SimTime, ctx: CtxId) -> usize {
         match self {
+            Device::Sole(s) => s.clear(t),
             Device::Sliced(s) => s.clear(t, ctx),
             Device::Mps(m) => m.clear(t, ctx),
         }
@@ -108,6 +121,7 @@ impl Device {
     /// Time with kernels running, ns.
     pub fn busy_ns(&self) -> u64 {
         match self {
+            Device::Sole(s) => s.busy_ns(),
             Device::Sliced(s) => s.busy_ns(),
             Device::Mps(m) => m.busy_ns(),
         }
@@ -116,6 +130,7 @@ impl Device {
     /// Time lost to context switches, ns (none under MPS).
     pub fn switching_ns(&self) -> u64 {
         match self {
+            Device::Sole(_) => 0,
             Device::Sliced(s) => s.switching_ns(),
             Device::Mps(m) => m.switching_ns(),
         }
