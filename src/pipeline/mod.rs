@@ -692,7 +692,7 @@ impl<'a> Simulation<'a> {
             }
             Event::BatchTimer { replica, epoch } => {
                 let r = replica as usize;
-                if self.replicas[r].epoch != epoch || !self.batch_timer_due(r, now) {
+                if self.replicas[r].epoch != epoch || !self.take_batch_timer(r, now) {
                     return;
                 }
                 let d = self.replicas[r]

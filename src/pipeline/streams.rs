@@ -113,10 +113,10 @@ impl Simulation<'_> {
         self.arm_chunk(replica);
     }
 
-    /// Whether the batch timer of `replica` firing at `now` is still wanted: with one event
-    /// per chunk, always (the batcher ignores a stale one); waiting for the next dispatch,
-    /// only the armed one, once the chunks sent before it are queued.
-    pub(super) fn batch_timer_due(&mut self, replica: usize, now: SimTime) -> bool {
+    /// The batch timer of `replica` fires at `now`: whether to run it. With one event per
+    /// chunk, always (the batcher ignores a stale one). Waiting for the next dispatch, only
+    /// the armed one, which is taken and first queues the chunks sent before it.
+    pub(super) fn take_batch_timer(&mut self, replica: usize, now: SimTime) -> bool {
         if !self.waits_for_dispatch(replica) {
             return true;
         }

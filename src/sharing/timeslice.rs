@@ -146,24 +146,6 @@ impl Schedule {
         }
     }
 
-    /// [`Self::run`] for a partition with one registered context (a dedicated GPU or a MIG
-    /// instance): nobody can ever share its quantum, so the slice is not tracked and no switch
-    /// happens. Returns the time advanced: `budget`, or less where the job finished first.
-    fn run_sole(&mut self, budget: u64) -> u64 {
-        match self.phase {
-            Phase::Running { .. } => {}
-            Phase::Idle => return budget,
-            Phase::Switching { .. } => {
-                unreachable!("invariant: a sole context is never switched out")
-            }
-        }
-        let head = &mut self.ring[self.cur].head_rem_ns;
-        let r = (*head).min(budget);
-        *head -= r;
-        self.busy_ns += r;
-        if *head == 0 { r } else { budget }
-    }
-
     /// The GPU turns to `ring[cur]`: switch into it (or, with no switch cost, run it at once).
     fn enter_current(&mut self) {
         self.phase = if self.switch_ns > 0 {
@@ -285,9 +267,7 @@ impl TimeSlicer {
         let ahead = self.ahead.take();
         if dt > 0 {
             let before = (self.sched.busy_ns, self.sched.switching_ns);
-            let elapsed = if self.queues.len() == 1 {
-                self.sched.run_sole(dt)
-            } else if let Some((_, sched)) = ahead.filter(|a| a.0 == t) {
+            let elapsed = if let Some((_, sched)) = ahead.filter(|a| a.0 == t) {
                 // Bounded by `dt`, the run stops at the same completion in the same state.
                 self.sched = sched;
                 dt
@@ -677,7 +657,7 @@ mod tests {
             nctx in 1usize..4,
             jobs in proptest::collection::vec((0u64..50_000_000, 0usize..3, 1u64..20_000_000), 1..25)
         ) {
-            // One context takes the sole-context path (`Schedule::run_sole`).
+            // One context: the lone context keeps the GPU (what `SoleDevice` does).
             let jobs: Vec<_> = jobs.into_iter().map(|(t, x, w)| (t, x % nctx, w)).collect();
             let mut ts = TimeSlicer::new(q, c);
             for _ in 0..nctx { ts.add_context(); }
