@@ -29,7 +29,6 @@
 
 use super::{Event, ReqId, Request, Simulation, Stage, slot};
 use crate::engine::SimTime;
-use crate::profile::Demand;
 use crate::serving::{KvPolicy, LlmEngine};
 
 /// A solo replica running ahead, and the one event it left in the queue.
@@ -58,25 +57,39 @@ pub(super) struct Ahead {
     admitted: Vec<ReqId>,
 }
 
-/// One iteration of a look-ahead, as catching up replays it.
+/// One iteration of a look-ahead, as catching up replays it. Kept small (48 bytes): the log
+/// is written when the look-ahead starts and read back when the replica catches up, by then
+/// usually out of cache. Its GPU completion is `step_at + max(ns, 1)`; it has no MPS demand
+/// (a solo replica's partition is never shared).
 #[derive(Clone, Copy, Debug)]
 struct Ran {
     step_at: SimTime,
-    done: SimTime,
-    /// Runtime alone on the partition, and (under MPS) its demand.
+    /// Runtime alone on the partition.
     ns: u64,
-    demand: Option<Demand>,
-    seqs: u64,
     /// KV blocks the engine held once the iteration was planned, and once it was retired.
     blocks_planned: u64,
     blocks_done: u64,
+    seqs: u32,
     /// End of its tokens in `Ahead::tokens`, and of its admissions in `Ahead::admitted`.
-    tokens_end: usize,
-    admitted_end: usize,
+    tokens_end: u32,
+    admitted_end: u32,
+}
+
+impl Ran {
+    /// When the GPU finishes it.
+    fn done(&self) -> SimTime {
+        self.step_at.plus(self.ns.max(1))
+    }
 }
 
 /// Most iterations one look-ahead covers (bounds its work; the result does not depend on it).
 const MAX_AHEAD: usize = 256;
+
+/// A count within one look-ahead (at most [`MAX_AHEAD`] iterations of `max_num_seqs`
+/// sequences each), stored in 32 bits.
+fn small(n: u64) -> u32 {
+    u32::try_from(n).expect("invariant: a look-ahead's counts fit in 32 bits")
+}
 
 /// An event's place in the queue: time, class, then order within the class (the partition,
 /// for completions; insertion order is not known for the other classes).
@@ -153,6 +166,10 @@ impl Simulation<'_> {
                 break (step_at, true, false);
             }
             let (ns, demand) = self.llm_step_time(r, &plan);
+            debug_assert!(
+                demand.is_none(),
+                "invariant: a solo partition is not under MPS"
+            );
             let done = step_at.plus(ns.max(1));
             let blocks_planned = e.used_blocks();
             ahead.admitted.extend(plan.admitted.iter().map(|&(q, _)| q));
@@ -163,14 +180,12 @@ impl Simulation<'_> {
                 .any(|&(q, g)| self.is_active(q) && seen_by_others(&self.requests[slot(q)], g));
             ahead.ran.push(Ran {
                 step_at,
-                done,
                 ns,
-                demand,
-                seqs: plan.seqs,
                 blocks_planned,
                 blocks_done: blocks_planned,
-                tokens_end: ahead.tokens.len(),
-                admitted_end: ahead.admitted.len(),
+                seqs: small(plan.seqs),
+                tokens_end: small(ahead.tokens.len() as u64),
+                admitted_end: small(ahead.admitted.len() as u64),
             });
             if seen {
                 break (done, false, true); // left planned: the horizon retires it
@@ -289,22 +304,23 @@ impl Simulation<'_> {
             // The step, as `llm_submit` runs it.
             self.replicas[r].step_at = None;
             self.track_kv_blocks(r, x.blocks_planned);
-            for &q in &ahead.admitted[admitted_from..x.admitted_end] {
+            for &q in &ahead.admitted[admitted_from..x.admitted_end as usize] {
                 self.requests[slot(q)].admitted_at = Some(x.step_at);
             }
-            admitted_from = x.admitted_end;
-            self.llm_run(x.step_at, r, x.seqs, x.ns, x.demand);
+            admitted_from = x.admitted_end as usize;
+            self.llm_run(x.step_at, r, u64::from(x.seqs), x.ns, None);
             if i + 1 == n && !s.step {
                 break; // its completion is the horizon
             }
             // The completion, as `Event::DeviceDone` and `llm_iteration_done` run it.
-            self.solo_job_done(p, x.done);
+            let done = x.done();
+            self.solo_job_done(p, done);
             self.track_kv_blocks(r, x.blocks_done);
-            for &(q, g) in &ahead.tokens[tokens_from..x.tokens_end] {
-                self.on_token(x.done, q, g);
+            for &(q, g) in &ahead.tokens[tokens_from..x.tokens_end as usize] {
+                self.on_token(done, q, g);
             }
-            tokens_from = x.tokens_end;
-            self.llm_wake(x.done, r);
+            tokens_from = x.tokens_end as usize;
+            self.llm_wake(done, r);
         }
         self.committing = false;
         let engine = ahead
@@ -357,7 +373,7 @@ impl Simulation<'_> {
             // The last local event: the horizon's own step, or the completion before it.
             let last = self.ahead[r].ran.last().map(|x| {
                 if s.step {
-                    (x.done, 0, p as u64)
+                    (x.done(), 0, p as u64)
                 } else {
                     (x.step_at, 1, 0)
                 }
