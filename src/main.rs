@@ -244,7 +244,11 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             warn_provenance(std::slice::from_ref(&exp));
             finish(
-                vec![results::run_experiment_with_progress(&exp, quiet)],
+                vec![results::run_experiment_with_progress(
+                    &exp,
+                    quiet,
+                    out.is_some(),
+                )],
                 out,
                 charts,
             )
@@ -261,7 +265,7 @@ fn run(cli: Cli) -> Result<(), String> {
             if let Some(seed) = seed {
                 s.experiments.iter_mut().for_each(|e| e.raw.seed = seed);
             }
-            finish(results::run_all(&s.experiments), out, charts)
+            finish(results::run_all(&s.experiments, out.is_some()), out, charts)
         }
         Command::Mig { command } => mig(&catalogue, command),
         Command::Inventory(args) => calibrate::commands::inventory_command(&args, &catalogue),

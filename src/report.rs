@@ -76,7 +76,8 @@ pub struct RunSummary {
 
 /// Simulate `exp` and summarise the run.
 pub fn run_experiment(exp: &Experiment) -> RunSummary {
-    let result = Simulation::new(exp).run();
+    // The summary has no use for busy timelines.
+    let result = Simulation::new(exp).without_timelines().run();
     summarise(exp, &result)
 }
 

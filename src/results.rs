@@ -72,24 +72,41 @@ pub fn detail(exp: &Experiment, r: &RunResult) -> RunDetail {
     }
 }
 
-/// Simulate `exp`: its summary and detail.
-pub fn run_experiment(exp: &Experiment) -> (RunSummary, RunDetail) {
-    let r = Simulation::new(exp).run();
+/// Simulate `exp`: its summary and detail. The detail's busy timelines are recorded only
+/// with `timelines` (a results folder draws them; a printed table has no use for them).
+pub fn run_experiment(exp: &Experiment, timelines: bool) -> (RunSummary, RunDetail) {
+    let r = simulation(exp, timelines).run();
     (report::summarise(exp, &r), detail(exp, &r))
 }
 
 /// [`run_experiment`] with a progress display of simulated time and events per second on
 /// stderr (hidden when stderr is not a terminal or with `quiet`).
-pub fn run_experiment_with_progress(exp: &Experiment, quiet: bool) -> (RunSummary, RunDetail) {
+pub fn run_experiment_with_progress(
+    exp: &Experiment,
+    quiet: bool,
+    timelines: bool,
+) -> (RunSummary, RunDetail) {
     let bar = crate::progress::RunProgress::new(&exp.raw.name, exp.duration_s, quiet);
-    let r = Simulation::new(exp).run_observed(|t, events| bar.update(t.as_secs_f64(), events));
+    let r =
+        simulation(exp, timelines).run_observed(|t, events| bar.update(t.as_secs_f64(), events));
     bar.finish();
     (report::summarise(exp, &r), detail(exp, &r))
 }
 
 /// Simulate every experiment (in parallel, one run per task); results in input order.
-pub fn run_all(exps: &[Experiment]) -> Vec<(RunSummary, RunDetail)> {
-    exps.par_iter().map(run_experiment).collect()
+pub fn run_all(exps: &[Experiment], timelines: bool) -> Vec<(RunSummary, RunDetail)> {
+    exps.par_iter()
+        .map(|e| run_experiment(e, timelines))
+        .collect()
+}
+
+fn simulation(exp: &Experiment, timelines: bool) -> Simulation<'_> {
+    let sim = Simulation::new(exp);
+    if timelines {
+        sim
+    } else {
+        sim.without_timelines()
+    }
 }
 
 /// `latency_quantiles.csv`: `run`, `stage`, `quantile` (probability), `latency_ms`; one row

@@ -282,7 +282,8 @@ pub struct RunResult {
     pub good: u64,
     /// Faults, in order.
     pub faults: Vec<FaultEvent>,
-    /// Busy and switching time per time bucket, per partition.
+    /// Busy and switching time per time bucket, per partition (none without timelines,
+    /// see [`Simulation::without_timelines`]).
     pub timelines: Vec<BusyTimeline>,
     /// Events processed.
     pub events: u64,
@@ -354,6 +355,8 @@ pub struct Simulation<'a> {
     solo_of: Vec<Option<u32>>,
     /// Idle ASR replicas wait for their next dispatch, not for each chunk (see `streams`).
     lazy_chunks: bool,
+    /// Busy timelines are recorded (see [`Simulation::without_timelines`]).
+    timelines: bool,
 }
 
 impl<'a> Simulation<'a> {
@@ -445,11 +448,6 @@ impl<'a> Simulation<'a> {
         let ahead = (0..replicas.len())
             .map(|_| solo::Ahead::default())
             .collect();
-        let duration = SimTime::from_secs_f64(exp.duration_s);
-        let bucket_ns = BusyTimeline::width_for(duration);
-        slicers
-            .iter_mut()
-            .for_each(|s| s.record_timeline(bucket_ns));
         let mut engine = Engine::new();
         engine.use_timers(slicers.len(), Event::DeviceDone { part: 0 }.class());
         Simulation {
@@ -480,7 +478,7 @@ impl<'a> Simulation<'a> {
                     .is_some_and(|m| m.percentiles == crate::experiment::Percentiles::Streaming),
             ),
             output_tokens: 0,
-            end: duration,
+            end: SimTime::from_secs_f64(exp.duration_s),
             timeout_ns: SimTime::from_secs_f64(exp.raw.workload.timeout_s()).0,
             last_outcome: SimTime::ZERO,
             deadlines: std::collections::VecDeque::new(),
@@ -503,6 +501,7 @@ impl<'a> Simulation<'a> {
             ahead_plan: StepPlan::default(),
             solo_of,
             lazy_chunks: true,
+            timelines: true,
         }
     }
 
@@ -516,6 +515,13 @@ impl<'a> Simulation<'a> {
         self
     }
 
+    /// Record no busy timelines (`RunResult::timelines` are empty): for callers that only
+    /// summarise, such as sweeps and plans. Nothing else in the results changes.
+    pub fn without_timelines(mut self) -> Self {
+        self.timelines = false;
+        self
+    }
+
     /// Run to the end and return the results.
     pub fn run(self) -> RunResult {
         self.run_observed(|_, _| {})
@@ -524,6 +530,12 @@ impl<'a> Simulation<'a> {
     /// [`Self::run`], calling `progress(simulated time, events so far)` every 65,536 events
     /// (for a progress display; it cannot change the run).
     pub fn run_observed(mut self, mut progress: impl FnMut(SimTime, u64)) -> RunResult {
+        if self.timelines {
+            let bucket_ns = BusyTimeline::width_for(self.end);
+            self.slicers
+                .iter_mut()
+                .for_each(|s| s.record_timeline(bucket_ns));
+        }
         match &self.exp.raw.workload {
             WorkloadSpec::ClosedLoop(c) => {
                 for u in 0..c.users {
@@ -621,11 +633,7 @@ impl<'a> Simulation<'a> {
             good: self.good,
             faults: self.faults,
             events: self.engine.processed(),
-            timelines: self
-                .slicers
-                .iter()
-                .map(|s| s.timeline().unwrap_or_default())
-                .collect(),
+            timelines: self.slicers.iter().filter_map(Device::timeline).collect(),
         }
     }
 

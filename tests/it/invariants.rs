@@ -162,3 +162,33 @@ fn running_ahead_changes_nothing_but_the_event_count() {
     // Every file has an LLM replica alone on a partition: running ahead must have saved events.
     assert_eq!(fewer, 2 * files.len());
 }
+
+/// Sweeps, plans and `run` without a results folder record no busy timelines; everything
+/// else in the results must be what a run that records them gives.
+#[test]
+fn skipping_timelines_changes_nothing_else() {
+    for f in [
+        "seed/time-slicing-heavy.toml",
+        "seed/mps-heavy.toml",
+        "fleet/fleet-10.toml",
+    ] {
+        let path = crate::root().join("experiments").join(f);
+        let mut e = Experiment::load(&path, &Catalogue::builtin()).expect("experiment loads");
+        shorten(&mut e, 0.3);
+        if let WorkloadSpec::Poisson(p) = &mut e.raw.workload {
+            p.duration_s = p.duration_s.min(20.0);
+        }
+        let full = Simulation::new(&e).run();
+        let mut bare = Simulation::new(&e).without_timelines().run();
+        assert_eq!(full.timelines.len(), e.partitions.len(), "{f}");
+        assert!(
+            full.timelines
+                .iter()
+                .any(|t| t.busy_ns.iter().any(|&b| b > 0)),
+            "{f}"
+        );
+        assert!(bare.timelines.is_empty(), "{f}");
+        bare.timelines = full.timelines.clone();
+        assert_eq!(format!("{full:?}"), format!("{bare:?}"), "{f}");
+    }
+}
