@@ -77,7 +77,7 @@ pub struct RunSummary {
 /// Simulate `exp` and summarise the run.
 pub fn run_experiment(exp: &Experiment) -> RunSummary {
     // The summary has no use for busy timelines.
-    let result = Simulation::new(exp).without_timelines().run();
+    let result = Simulation::new(exp).with_timelines(false).run();
     summarise(exp, &result)
 }
 

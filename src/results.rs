@@ -75,7 +75,7 @@ pub fn detail(exp: &Experiment, r: &RunResult) -> RunDetail {
 /// Simulate `exp`: its summary and detail. The detail's busy timelines are recorded only
 /// with `timelines` (a results folder draws them; a printed table has no use for them).
 pub fn run_experiment(exp: &Experiment, timelines: bool) -> (RunSummary, RunDetail) {
-    let r = simulation(exp, timelines).run();
+    let r = Simulation::new(exp).with_timelines(timelines).run();
     (report::summarise(exp, &r), detail(exp, &r))
 }
 
@@ -87,8 +87,9 @@ pub fn run_experiment_with_progress(
     timelines: bool,
 ) -> (RunSummary, RunDetail) {
     let bar = crate::progress::RunProgress::new(&exp.raw.name, exp.duration_s, quiet);
-    let r =
-        simulation(exp, timelines).run_observed(|t, events| bar.update(t.as_secs_f64(), events));
+    let r = Simulation::new(exp)
+        .with_timelines(timelines)
+        .run_observed(|t, events| bar.update(t.as_secs_f64(), events));
     bar.finish();
     (report::summarise(exp, &r), detail(exp, &r))
 }
@@ -98,15 +99,6 @@ pub fn run_all(exps: &[Experiment], timelines: bool) -> Vec<(RunSummary, RunDeta
     exps.par_iter()
         .map(|e| run_experiment(e, timelines))
         .collect()
-}
-
-fn simulation(exp: &Experiment, timelines: bool) -> Simulation<'_> {
-    let sim = Simulation::new(exp);
-    if timelines {
-        sim
-    } else {
-        sim.without_timelines()
-    }
 }
 
 /// `latency_quantiles.csv`: `run`, `stage`, `quantile` (probability), `latency_ms`; one row

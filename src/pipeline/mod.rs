@@ -283,7 +283,7 @@ pub struct RunResult {
     /// Faults, in order.
     pub faults: Vec<FaultEvent>,
     /// Busy and switching time per time bucket, per partition (none without timelines,
-    /// see [`Simulation::without_timelines`]).
+    /// see [`Simulation::with_timelines`]).
     pub timelines: Vec<BusyTimeline>,
     /// Events processed.
     pub events: u64,
@@ -355,7 +355,7 @@ pub struct Simulation<'a> {
     solo_of: Vec<Option<u32>>,
     /// Idle ASR replicas wait for their next dispatch, not for each chunk (see `streams`).
     lazy_chunks: bool,
-    /// Busy timelines are recorded (see [`Simulation::without_timelines`]).
+    /// Busy timelines are recorded (see [`Simulation::with_timelines`]).
     timelines: bool,
 }
 
@@ -515,10 +515,10 @@ impl<'a> Simulation<'a> {
         self
     }
 
-    /// Record no busy timelines (`RunResult::timelines` are empty): for callers that only
-    /// summarise, such as sweeps and plans. Nothing else in the results changes.
-    pub fn without_timelines(mut self) -> Self {
-        self.timelines = false;
+    /// Whether to record busy timelines (the default). Without them `RunResult::timelines`
+    /// is empty, for callers that only summarise (sweeps, plans); nothing else changes.
+    pub fn with_timelines(mut self, record: bool) -> Self {
+        self.timelines = record;
         self
     }
 

@@ -179,7 +179,7 @@ fn skipping_timelines_changes_nothing_else() {
             p.duration_s = p.duration_s.min(20.0);
         }
         let full = Simulation::new(&e).run();
-        let mut bare = Simulation::new(&e).without_timelines().run();
+        let mut bare = Simulation::new(&e).with_timelines(false).run();
         assert_eq!(full.timelines.len(), e.partitions.len(), "{f}");
         assert!(
             full.timelines
