@@ -373,14 +373,14 @@ impl<'a> Simulation<'a> {
             .zip(&tenants)
             .map(|(p, &n)| {
                 if p.mps {
-                    Device::Mps(MpsShare::new(
+                    Device::Mps(Box::new(MpsShare::new(
                         p.resources.sms,
                         p.resources.mem_bw_bytes_per_s,
-                    ))
+                    )))
                 } else if n == 1 {
                     Device::Sole(SoleDevice::new())
                 } else {
-                    Device::Sliced(TimeSlicer::new(p.time_slice_ns, p.switch_ns))
+                    Device::Sliced(Box::new(TimeSlicer::new(p.time_slice_ns, p.switch_ns)))
                 }
             })
             .collect();

@@ -17,10 +17,11 @@ use crate::timeline::BusyTimeline;
 pub enum Device {
     /// One context has the partition to itself (a dedicated GPU or a MIG instance).
     Sole(SoleDevice),
-    /// Contexts take turns.
-    Sliced(TimeSlicer),
+    /// Contexts take turns. Boxed, as is `Mps`: most partitions are sole, and a device
+    /// the size of the largest variant would spread the hot ones over more cache lines.
+    Sliced(Box<TimeSlicer>),
     /// MPS clients run concurrently, each capped by its active-thread percentage.
-    Mps(MpsShare),
+    Mps(Box<MpsShare>),
 }
 
 impl Device {
