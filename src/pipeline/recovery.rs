@@ -85,7 +85,7 @@ impl Simulation<'_> {
             rep.batcher = Some(Batcher::new(spec.batching.clone()));
         }
         if let Some(cfg) = spec.llm {
-            rep.llm = Some(LlmEngine::new(cfg));
+            rep.llm = Some(Box::new(LlmEngine::new(cfg)));
         }
         let (partition, ctx, local, stage, epoch) =
             (rep.partition, rep.ctx, rep.local, rep.stage, rep.epoch);
@@ -97,7 +97,7 @@ impl Simulation<'_> {
             .as_mut()
             .expect("invariant: a replica's stage is routed")
             .set_up(local, false);
-        if self.slicers[partition].clear(now, ctx) > 0 {
+        if self.slicers[partition].clear(now, ctx as usize) > 0 {
             self.reschedule(partition);
         }
         self.engine.schedule(

@@ -44,7 +44,7 @@ pub(super) struct Solo {
 #[derive(Debug, Default)]
 pub(super) struct Ahead {
     /// The copy of the engine that ran ahead; after a commit, the replica's previous engine.
-    engine: Option<LlmEngine>,
+    engine: Option<Box<LlmEngine>>,
     /// Whether `engine` stopped exactly where the replica's will be at the horizon (the
     /// horizon's iteration planned, not finished; or, at a step horizon, nothing planned), so
     /// that catching up may replay `ran` and swap it in.
