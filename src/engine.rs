@@ -122,6 +122,8 @@ pub enum Popped<E> {
 
 /// Children per node of the timer tree: one 64-byte cache line of times per group.
 const FAN: usize = 8;
+// `Timers::set` compares a group pairwise, written out for eight.
+const _: () = assert!(FAN == 8);
 
 /// Timer slots in a tournament tree of fan-out [`FAN`]: each inner node holds the earliest
 /// time of its children and the slot it comes from (the lowest slot on equal times), so the
@@ -186,15 +188,22 @@ impl Timers {
             let (below, here) = (w[0], w[1]);
             let group = i / FAN;
             let first = below + group * FAN;
-            let times = &self.time[first..first + FAN];
-            // Strictly earlier only: the leftmost (lowest) slot wins ties. Which child wins
-            // is a coin toss to the branch predictor: select without branching.
-            let (mut best, mut t) = (0, times[0]);
-            for (j, &tj) in times.iter().enumerate().skip(1) {
-                let earlier = tj < t;
-                t = select_unpredictable(earlier, tj, t);
-                best = select_unpredictable(earlier, j, best);
-            }
+            let t: &[u64; FAN] = self.time[first..first + FAN]
+                .try_into()
+                .expect("invariant: a group is FAN wide");
+            // Strictly earlier only: the left (lower) slot wins ties. Which child wins is a
+            // coin toss to the branch predictor: select without branching, pairwise, so that
+            // the comparisons of one round do not wait for each other.
+            let pick = |a: (u64, usize), b: (u64, usize)| {
+                let earlier = b.0 < a.0;
+                (
+                    select_unpredictable(earlier, b.0, a.0),
+                    select_unpredictable(earlier, b.1, a.1),
+                )
+            };
+            let low = pick(pick((t[0], 0), (t[1], 1)), pick((t[2], 2), (t[3], 3)));
+            let high = pick(pick((t[4], 4), (t[5], 5)), pick((t[6], 6), (t[7], 7)));
+            let (t, best) = pick(low, high);
             let s = self.slot[first + best];
             let node = here + group;
             if self.time[node] == t && self.slot[node] == s {
