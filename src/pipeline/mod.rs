@@ -189,8 +189,8 @@ struct User {
 
 /// A replica's serving state.
 // `repr(C)` keeps the declared order, and the alignment starts each replica on a cache line:
-// the fields every ASR or TTS batch touches come first and fill four lines, the LLM's next, the cold ones last. (The default layout
-// scattered them over the replica's eight lines, each a cache miss in a large fleet.)
+// the fields every ASR or TTS batch touches come first and fill four lines, the LLM's next,
+// the cold ones last (the default layout spread the batch fields over more lines).
 #[repr(C, align(64))]
 struct Replica {
     /// Requests in the batch running on the GPU.
