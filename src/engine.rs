@@ -188,7 +188,7 @@ impl Timers {
             let (below, here) = (w[0], w[1]);
             let group = i / FAN;
             let first = below + group * FAN;
-            let t: &[u64; FAN] = self.time[first..first + FAN]
+            let times: &[u64; FAN] = self.time[first..first + FAN]
                 .try_into()
                 .expect("invariant: a group is FAN wide");
             // Strictly earlier only: the left (lower) slot wins ties. Which child wins is a
@@ -201,8 +201,9 @@ impl Timers {
                     select_unpredictable(earlier, b.1, a.1),
                 )
             };
-            let low = pick(pick((t[0], 0), (t[1], 1)), pick((t[2], 2), (t[3], 3)));
-            let high = pick(pick((t[4], 4), (t[5], 5)), pick((t[6], 6), (t[7], 7)));
+            let c = |j: usize| (times[j], j);
+            let low = pick(pick(c(0), c(1)), pick(c(2), c(3)));
+            let high = pick(pick(c(4), c(5)), pick(c(6), c(7)));
             let (t, best) = pick(low, high);
             let s = self.slot[first + best];
             let node = here + group;

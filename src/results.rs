@@ -72,15 +72,10 @@ pub fn detail(exp: &Experiment, r: &RunResult) -> RunDetail {
     }
 }
 
-/// Simulate `exp`: its summary and detail. The detail's busy timelines are recorded only
-/// with `timelines` (a results folder draws them; a printed table has no use for them).
-pub fn run_experiment(exp: &Experiment, timelines: bool) -> (RunSummary, RunDetail) {
-    let r = Simulation::new(exp).with_timelines(timelines).run();
-    (report::summarise(exp, &r), detail(exp, &r))
-}
-
-/// [`run_experiment`] with a progress display of simulated time and events per second on
-/// stderr (hidden when stderr is not a terminal or with `quiet`).
+/// Simulate `exp`: its summary and detail, with a progress display of simulated time and
+/// events per second on stderr (hidden when stderr is not a terminal or with `quiet`). The
+/// detail's busy timelines are recorded only with `timelines` (a results folder draws them; a
+/// printed table has no use for them).
 pub fn run_experiment_with_progress(
     exp: &Experiment,
     quiet: bool,
@@ -97,7 +92,7 @@ pub fn run_experiment_with_progress(
 /// Simulate every experiment (in parallel, one run per task); results in input order.
 pub fn run_all(exps: &[Experiment], timelines: bool) -> Vec<(RunSummary, RunDetail)> {
     exps.par_iter()
-        .map(|e| run_experiment(e, timelines))
+        .map(|e| run_experiment_with_progress(e, true, timelines))
         .collect()
 }
 
