@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use crate::engine::round_ns;
+
 /// The field of a per-stage struct named by `stage` (one of [`STAGES`]).
 macro_rules! stage_field {
     ($s:expr, $stage:expr) => {
@@ -56,19 +58,6 @@ pub struct Streaming {
 impl Default for Samples {
     fn default() -> Self {
         Samples::Exact(Vec::new())
-    }
-}
-
-/// `ns.round() as u64` (floored at 0) without the library call `round` is on baseline x86-64
-/// (a measurable share of a fleet run): round half away from zero, negative and NaN to 0.
-fn round_ns(ns: f64) -> u64 {
-    let whole = ns as u64; // truncates; saturates, NaN and negatives to 0
-    // Exact: `whole` and `ns` differ by less than one below 2^52, and `ns` has no
-    // fraction above it.
-    if ns - whole as f64 >= 0.5 {
-        whole.saturating_add(1)
-    } else {
-        whole
     }
 }
 
@@ -424,36 +413,6 @@ pub struct Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rounding_to_ns_matches_the_library_round() {
-        let edge = [
-            0.0,
-            0.5,
-            1.5,
-            2.5,
-            0.499_999_999_999_999_94,
-            1e6 + 0.5,
-            4_503_599_627_370_495.5, // 2^52 - 0.5
-            9_007_199_254_740_993.0,
-            1e20,
-            f64::INFINITY,
-            -0.3,
-            -2.5,
-            f64::NEG_INFINITY,
-            f64::NAN,
-        ];
-        let mut x = 0.1f64;
-        let spread = std::iter::from_fn(|| {
-            x *= 1.37;
-            (x < 1e21).then_some(x)
-        });
-        for ns in edge.into_iter().chain(spread) {
-            for v in [ns, ns + 0.5, ns - 0.5] {
-                assert_eq!(round_ns(v).max(1), v.round().max(1.0) as u64, "{v}");
-            }
-        }
-    }
 
     #[test]
     fn time_all_replicas_are_down_is_the_intersection() {

@@ -52,7 +52,7 @@ impl Breakdown {
 
     /// Runtime rounded to whole nanoseconds (at least 1).
     pub fn ns(&self) -> u64 {
-        (self.total_ns.round() as u64).max(1)
+        crate::engine::round_ns(self.total_ns).max(1)
     }
 }
 
