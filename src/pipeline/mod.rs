@@ -27,6 +27,7 @@ use crate::serving::{Batcher, KvPolicy, LlmEngine, Router};
 use crate::sharing::{Device, MpsShare, SoleDevice, TimeSlicer};
 use crate::timeline::BusyTimeline;
 
+mod cycles;
 mod recovery;
 mod solo;
 mod streams;
@@ -351,7 +352,8 @@ pub struct Simulation<'a> {
     /// Order of the event being handled among its class's same-instant events (its
     /// partition, for a completion).
     current_order: u64,
-    /// A solo LLM replica is catching up with the clock: its iterations schedule nothing.
+    /// A solo LLM replica or a jumping ASR replica is catching up with the clock: its
+    /// iterations and batches schedule nothing.
     committing: bool,
     /// A completion is being handled: its partition's timer is set once, after the finished
     /// job is retired, not also for the next batch handed over before that.
@@ -366,6 +368,16 @@ pub struct Simulation<'a> {
     lazy_chunks: bool,
     /// Busy timelines are recorded (see [`Simulation::with_timelines`]).
     timelines: bool,
+    /// ASR replicas alone on their partition jump over repeating batches (see `cycles`).
+    cycles: bool,
+    /// Each replica's noted dispatch states and jump, by replica.
+    watch: Vec<cycles::Watch>,
+    /// The replica jumping on each partition, if any.
+    cycling_on: Vec<Option<u32>>,
+    /// A state being compared (a buffer reused by every dispatch).
+    cycle_scratch: Vec<u64>,
+    /// The ASR replica that dispatched a batch during the event being handled.
+    dispatched: Option<u32>,
 }
 
 impl<'a> Simulation<'a> {
@@ -457,6 +469,10 @@ impl<'a> Simulation<'a> {
         let ahead = (0..replicas.len())
             .map(|_| solo::Ahead::default())
             .collect();
+        let watch = (0..replicas.len())
+            .map(|_| cycles::Watch::default())
+            .collect();
+        let n_partitions = slicers.len();
         let mut engine = Engine::new();
         engine.use_timers(slicers.len(), Event::DeviceDone { part: 0 }.class());
         Simulation {
@@ -511,16 +527,23 @@ impl<'a> Simulation<'a> {
             solo_of,
             lazy_chunks: true,
             timelines: true,
+            cycles: true,
+            watch,
+            cycling_on: vec![None; n_partitions],
+            cycle_scratch: Vec::new(),
+            dispatched: None,
         }
     }
 
     /// The same run with every LLM step and completion as its own event (no replica runs
-    /// ahead of the queue, see `solo`) and every chunk that reaches an idle ASR replica as
-    /// its own event (see `streams`). Results are identical, only slower; this exists so that
-    /// tests can check that.
+    /// ahead of the queue, see `solo`), every chunk that reaches an idle ASR replica as its
+    /// own event (see `streams`) and every ASR batch as its own (no jump over repeating ones,
+    /// see `cycles`). Results are identical, only slower; this exists so that tests can
+    /// check that.
     pub fn without_run_ahead(mut self) -> Self {
         self.solo_of.iter_mut().for_each(|s| *s = None);
         self.lazy_chunks = false;
+        self.cycles = false;
         self
     }
 
@@ -591,13 +614,15 @@ impl<'a> Simulation<'a> {
                 break;
             }
         }
-        // Solo LLM replicas catch up with where the run stopped: the closed loop's window, or
-        // the last event handled.
-        if closed {
-            self.solo_settle_to((self.end, u8::MAX, u64::MAX));
+        // Solo LLM replicas and jumping ASR replicas catch up with where the run stopped: the
+        // closed loop's window, or the last event handled.
+        let bound = if closed {
+            (self.end, u8::MAX, u64::MAX)
         } else {
-            self.solo_settle_to((self.engine.now(), self.current_class, self.current_order));
-        }
+            (self.engine.now(), self.current_class, self.current_order)
+        };
+        self.solo_settle_to(bound);
+        self.cycle_settle_all(bound);
         // Bring every partition's accounting to the end of the measured window: the closed
         // loop's fixed window, or (open loop, which drains) the last outcome.
         let end = if closed {
@@ -650,6 +675,7 @@ impl<'a> Simulation<'a> {
         self.current_class = ev.class();
         self.current_order = match ev {
             Event::DeviceDone { part } => u64::from(part),
+            Event::Chunk { stream, .. } => stream,
             _ => 0,
         };
         match ev {
@@ -658,43 +684,10 @@ impl<'a> Simulation<'a> {
                 if let Some(r) = self.solo_owner(p) {
                     self.solo_arrive(r, false);
                 }
-                self.armed[p] = None;
-                let (_, token) = self.slicers[p].finishing(now);
-                let replica = token as usize;
-                // A batching replica hands the GPU its next batch before the finished one is
-                // retired, so that it keeps its turn (see `TimeSlicer::finishing`).
-                let finished = std::mem::take(&mut self.replicas[replica].in_flight);
-                if self.replicas[replica].batcher.is_some() {
-                    self.holding_timer = true;
-                    // Chunks that arrived during the batch join the queue before it decides.
-                    self.catch_up(replica, now, 0);
-                    let d = self.replicas[replica]
-                        .batcher
-                        .as_mut()
-                        .expect("invariant: checked above")
-                        .finish(now.0);
-                    self.apply(now, replica, d);
-                    self.arm_chunk(replica);
-                    self.holding_timer = false;
+                if let Some(r) = self.cycling_owner(p) {
+                    self.cycle_settle(r, self.current_key());
                 }
-                self.slicers[p].complete(now);
-                self.reschedule(p);
-                match self.replicas[replica].stage {
-                    Stage::Asr => {
-                        for &(req, last) in &finished {
-                            self.asr_chunk_done(now, req, last == 1);
-                        }
-                    }
-                    Stage::Tts => {
-                        for &(req, _) in &finished {
-                            self.tts_sentence_done(now, req);
-                        }
-                    }
-                    Stage::Llm => self.llm_iteration_done(now, replica),
-                }
-                if let Some(b) = self.replicas[replica].batcher.as_mut() {
-                    b.recycle(finished);
-                }
+                self.device_done(now, p);
             }
             Event::LlmStep { replica, epoch } => {
                 let r = replica as usize;
@@ -709,15 +702,9 @@ impl<'a> Simulation<'a> {
             }
             Event::BatchTimer { replica, epoch } => {
                 let r = replica as usize;
-                if self.replicas[r].epoch != epoch || !self.take_batch_timer(r, now) {
-                    return;
+                if self.replicas[r].epoch == epoch {
+                    self.batch_timer(now, r);
                 }
-                let d = self.replicas[r]
-                    .batcher
-                    .as_mut()
-                    .expect("invariant: timer of a batching replica")
-                    .timer(now.0);
-                self.apply(now, r, d);
             }
             Event::Chunk { replica, stream } => {
                 self.chunk_arrives(now, replica as usize, stream);
@@ -756,6 +743,64 @@ impl<'a> Simulation<'a> {
             }
             Event::Timeout => self.expire(now),
         }
+        if let Some(r) = self.dispatched.take() {
+            self.cycle_watch(r as usize);
+        }
+    }
+
+    /// The job on partition `p` finishes at `now` (its `Event::DeviceDone`, or a jumping
+    /// ASR replica catching up).
+    fn device_done(&mut self, now: SimTime, p: usize) {
+        self.armed[p] = None;
+        let (_, token) = self.slicers[p].finishing(now);
+        let replica = token as usize;
+        // A batching replica hands the GPU its next batch before the finished one is
+        // retired, so that it keeps its turn (see `TimeSlicer::finishing`).
+        let finished = std::mem::take(&mut self.replicas[replica].in_flight);
+        if self.replicas[replica].batcher.is_some() {
+            self.holding_timer = true;
+            // Chunks that arrived during the batch join the queue before it decides.
+            self.catch_up(replica, now, 0);
+            let d = self.replicas[replica]
+                .batcher
+                .as_mut()
+                .expect("invariant: checked above")
+                .finish(now.0);
+            self.apply(now, replica, d);
+            self.arm_chunk(replica);
+            self.holding_timer = false;
+        }
+        self.slicers[p].complete(now);
+        self.reschedule(p);
+        match self.replicas[replica].stage {
+            Stage::Asr => {
+                for &(req, last) in &finished {
+                    self.asr_chunk_done(now, req, last == 1);
+                }
+            }
+            Stage::Tts => {
+                for &(req, _) in &finished {
+                    self.tts_sentence_done(now, req);
+                }
+            }
+            Stage::Llm => self.llm_iteration_done(now, replica),
+        }
+        if let Some(b) = self.replicas[replica].batcher.as_mut() {
+            b.recycle(finished);
+        }
+    }
+
+    /// The batch timer of replica `r` fires at `now`.
+    fn batch_timer(&mut self, now: SimTime, r: usize) {
+        if !self.take_batch_timer(r, now) {
+            return;
+        }
+        let d = self.replicas[r]
+            .batcher
+            .as_mut()
+            .expect("invariant: timer of a batching replica")
+            .timer(now.0);
+        self.apply(now, r, d);
     }
 
     /// Fail every request whose deadline has come, then wait for the oldest one still in
@@ -947,6 +992,9 @@ impl<'a> Simulation<'a> {
                 },
             ),
             Decision::Dispatch(items) => {
+                if !self.committing && self.replicas[replica].stage == Stage::Asr {
+                    self.dispatched = Some(replica as u32);
+                }
                 let (ns, phases) = self.batch_time(replica, &items);
                 let r = &mut self.replicas[replica];
                 r.batches += 1;

@@ -71,6 +71,7 @@ impl Simulation<'_> {
 
     /// Replica `r` dies at `now` and restarts `downtime` ns later.
     fn crash(&mut self, now: SimTime, r: usize, downtime: u64, fault: usize) {
+        self.cycle_touch(r);
         let spec = &self.exp.replicas[r];
         let rep = &mut self.replicas[r];
         if rep.up {

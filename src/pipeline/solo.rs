@@ -93,12 +93,12 @@ fn small(n: u64) -> u32 {
 
 /// An event's place in the queue: time, class, then order within the class (the partition,
 /// for completions; insertion order is not known for the other classes).
-type Key = (SimTime, u8, u64);
+pub(super) type Key = (SimTime, u8, u64);
 
 /// Whether the queue runs `a` before `b`. Same-instant events of the same class other than
 /// completions run in insertion order, which a local event has none of: the one already in
 /// the queue is taken to come first.
-fn before(a: Key, b: Key) -> bool {
+pub(super) fn before(a: Key, b: Key) -> bool {
     a.0 < b.0 || (a.0 == b.0 && (a.1 < b.1 || (a.1 == b.1 && a.1 == 0 && a.2 < b.2)))
 }
 
@@ -349,7 +349,7 @@ impl Simulation<'_> {
     }
 
     /// The event being handled, as a queue position.
-    fn current_key(&self) -> Key {
+    pub(super) fn current_key(&self) -> Key {
         (self.engine.now(), self.current_class, self.current_order)
     }
 

@@ -39,6 +39,24 @@ pub(super) struct Stream {
     chunks: u32,
 }
 
+impl Stream {
+    /// Its opening order, and how long after `now` its next chunk arrives.
+    pub(super) fn phase(&self, now: SimTime) -> (u64, u64) {
+        (self.number, self.next_at.since(now))
+    }
+
+    /// Chunks it has not sent yet.
+    pub(super) fn left(&self) -> u32 {
+        self.chunks - self.next
+    }
+
+    /// Skip `dt` ns, in which it sent `sent` chunks.
+    pub(super) fn skip(&mut self, dt: u64, sent: u32) {
+        self.next_at = self.next_at.plus(dt);
+        self.next += sent;
+    }
+}
+
 /// The classes the engine gives chunk events and batch timers (see `EventClass for Event`).
 const CHUNK_CLASS: u8 = 2;
 const TIMER_CLASS: u8 = 1;
@@ -48,11 +66,12 @@ const TIMER_CLASS: u8 = 1;
 pub(super) type Wake = (SimTime, u64);
 
 /// The "stream number" of a wake that is the batcher's timer.
-const TIMER: u64 = u64::MAX;
+pub(super) const TIMER: u64 = u64::MAX;
 
 impl Simulation<'_> {
     /// `req` starts streaming its clip to ASR replica `replica` at `now`.
     pub(super) fn open_stream(&mut self, now: SimTime, req: ReqId, replica: usize, chunks: u32) {
+        self.cycle_touch(replica);
         let number = self.streams_opened;
         self.streams_opened += 1;
         self.replicas[replica].streams.push(Stream {
@@ -71,6 +90,7 @@ impl Simulation<'_> {
         if !self.replicas[replica].streams.iter().any(|s| s.req == req) {
             return;
         }
+        self.cycle_touch(replica);
         let (now, class) = (self.engine.now(), self.current_class);
         self.catch_up(replica, now, class);
         // Catching up may have sent its last chunk (and dropped it already).
@@ -167,6 +187,9 @@ impl Simulation<'_> {
             return;
         }
         self.replicas[replica].wake = next;
+        if self.committing {
+            return; // a replica catching up runs its wake-ups itself (see `cycles`)
+        }
         match next {
             Some((at, TIMER)) => {
                 let epoch = self.replicas[replica].epoch;

@@ -70,6 +70,21 @@ impl<T: Copy> Batcher<T> {
         }
     }
 
+    /// Requests waiting, oldest first, with their arrival times (ns).
+    pub fn waiting(&self) -> impl Iterator<Item = &(T, u64)> {
+        self.queue.iter()
+    }
+
+    /// Move every time it holds `dt` ns later (a replica jumping over repeated batches).
+    pub fn shift(&mut self, dt: u64) {
+        for (_, at) in &mut self.queue {
+            *at += dt;
+        }
+        if let Some(a) = &mut self.armed {
+            *a += dt;
+        }
+    }
+
     /// Requests waiting.
     pub fn queued(&self) -> usize {
         self.queue.len()

@@ -95,6 +95,19 @@ impl SoleDevice {
         self.queue.push_back((token, work_ns));
     }
 
+    /// Jump `dt` ns ahead over a stretch that kept the partition busy `busy_ns` of it and
+    /// left it as it is now, shifted: the running job ends `dt` later. Not while recording
+    /// a timeline (the stretch's shape is not known).
+    pub fn shift(&mut self, dt: u64, busy_ns: u64) {
+        assert!(
+            self.timeline.is_none(),
+            "invariant: a partition recording its timeline is not jumped"
+        );
+        self.now = self.now.plus(dt);
+        self.head_end = self.head_end.plus(dt);
+        self.busy_ns += busy_ns;
+    }
+
     /// Exact time of the next job completion if nothing else is submitted.
     pub fn next_completion(&self) -> Option<SimTime> {
         (!self.queue.is_empty()).then_some(self.head_end)

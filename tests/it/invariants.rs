@@ -114,21 +114,25 @@ fn busy_fractions_stay_within_wall_time() {
     assert!(r.throughput_rps < 5.0, "{}", r.throughput_rps);
 }
 
-/// LLM replicas alone on their partition run ahead of the event queue; the same run with one
-/// event per step and per completion must give identical results, on experiments that reach
-/// every way a running-ahead replica is interrupted: new requests, timeouts, crashes and
-/// restarts, KV-cache exhaustion, streamed sentences to TTS.
+/// LLM replicas alone on their partition run ahead of the event queue, and ASR replicas alone
+/// on theirs jump over repeating batches (without busy timelines); the same run with one
+/// event per step, per completion and per batch must give identical results, on experiments
+/// that reach every way a running-ahead or jumping replica is interrupted: new requests and
+/// streams, timeouts, crashes and restarts, KV-cache exhaustion, streamed sentences to TTS.
 #[test]
 fn running_ahead_changes_nothing_but_the_event_count() {
     let files = [
         "seed/baseline-heavy.toml",
         "seed/mig-heavy.toml",
         "faults/baseline-heavy-faults.toml",
+        "faults/mig-heavy-faults.toml",
+        "batching/mig-heavy-batched.toml",
         "kv-cache/whole-a100-small-kv.toml",
         "kv-cache/mig-3g40gb.toml",
         "fleet/fleet-10.toml",
     ];
     let mut fewer = 0;
+    let mut jumped = 0;
     for f in files {
         let path = crate::root().join("experiments").join(f);
         let mut e = Experiment::load(&path, &Catalogue::builtin()).expect("experiment loads");
@@ -146,21 +150,39 @@ fn running_ahead_changes_nothing_but_the_event_count() {
             }
             let mut ahead = Simulation::new(&e).run();
             let mut stepped = Simulation::new(&e).without_run_ahead().run();
+            let mut bare = Simulation::new(&e).with_timelines(false).run();
+            let mut bare_stepped = Simulation::new(&e)
+                .with_timelines(false)
+                .without_run_ahead()
+                .run();
             assert!(ahead.events <= stepped.events, "{f} seed {seed}");
             if ahead.events < stepped.events {
                 fewer += 1;
             }
-            ahead.events = 0;
-            stepped.events = 0;
+            // Jumps happen only without timelines.
+            assert!(bare.events <= ahead.events, "{f} seed {seed}");
+            if bare.events < ahead.events {
+                jumped += 1;
+            }
+            for r in [&mut ahead, &mut stepped, &mut bare, &mut bare_stepped] {
+                r.events = 0;
+            }
             assert_eq!(
                 format!("{ahead:?}"),
                 format!("{stepped:?}"),
                 "{f} seed {seed}"
             );
+            assert_eq!(
+                format!("{bare:?}"),
+                format!("{bare_stepped:?}"),
+                "{f} seed {seed} without timelines"
+            );
         }
     }
     // Every file has an LLM replica alone on a partition: running ahead must have saved events.
     assert_eq!(fewer, 2 * files.len());
+    // Most have an ASR replica alone on a partition (a MIG instance, a dedicated GPU).
+    assert!(jumped >= files.len(), "{jumped}");
 }
 
 /// Sweeps, plans and `run` without a results folder record no busy timelines; everything

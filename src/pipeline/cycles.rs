@@ -1,0 +1,334 @@
+//! ASR replicas alone on their partition skip the batches that repeat.
+//!
+//! Every stream sends a chunk at the same fixed interval, so while the set of streams open
+//! to a replica stays the same, its batches fall into a pattern: with one stream, one batch
+//! per interval; with two, often three batches every two intervals. An ASR replica with a
+//! partition to itself (a MIG instance or GPU nobody shares) evolves on its own between the
+//! moments anything else reaches it (a stream opens or closes, a fault), and nothing outside
+//! it sees a chunk before a stream's last.
+//!
+//! After each dispatch such a replica's state is noted relative to the instant: each stream's
+//! next chunk, the queue with its waiting times, the batch on the GPU and when it ends. When
+//! it equals a state noted earlier (with no touch from outside in between), the stretch
+//! between the two repeats, shifted, for as long as every stream has chunks to send: the
+//! state only moves forward in time and each stream's count of chunks sent. The replica then
+//! jumps: one event, the completion of the batch running at the end of the last whole
+//! repetition, goes in the queue instead of every batch and wake-up on the way
+//! ([`Simulation::cycle_watch`]). The repetitions stop two chunks short of any stream's last,
+//! so that neither a last chunk nor a look at the chunks to come that runs out of them falls
+//! inside.
+//!
+//! Its state stays as it was at the jump until something needs it
+//! ([`Simulation::cycle_settle`]): the horizon's completion, a stream opening or closing, a
+//! crash, the end of the run. Then the whole repetitions before that moment are added at
+//! once (stream positions, queue times, the GPU's running job and busy time, batch counts,
+//! all shifted or multiplied), and the events of the part repetition before it run one by
+//! one with the same code as from the queue, ordered against the event being handled as the
+//! queue would have ordered them. Results are identical to one event per batch
+//! (`Simulation::without_run_ahead`; tested); busy timelines would need the shape of each
+//! repetition, so a run that records them does not jump.
+
+use super::solo::{Key, before};
+use super::{Simulation, Stage, streams};
+use crate::engine::SimTime;
+use crate::sharing::Device;
+
+/// Dispatch states kept per replica while looking for a repeat.
+const SEEN: usize = 6;
+
+/// One replica's recent dispatch states and its jump in progress.
+#[derive(Debug, Default)]
+pub(super) struct Watch {
+    /// States since the replica was last reached from outside (a ring of at most [`SEEN`]).
+    seen: Vec<Seen>,
+    /// The ring slot written next once it is full.
+    next: usize,
+    /// The jump in progress.
+    skip: Option<Skip>,
+}
+
+/// The replica's state just after a dispatch, relative to that instant, and its running
+/// totals then.
+#[derive(Debug, Default)]
+struct Seen {
+    at: SimTime,
+    busy_ns: u64,
+    batches: u64,
+    items: u64,
+    state: Vec<u64>,
+}
+
+/// A jump: whole repetitions of the stretch that ended at `base`.
+#[derive(Clone, Copy, Debug)]
+struct Skip {
+    /// The dispatch the replica's state still stands at.
+    base: SimTime,
+    /// The class and order of the event that dispatched (the same at every repetition).
+    class: u8,
+    order: u64,
+    /// Length of one repetition, ns, and how many the jump covers.
+    period: u64,
+    cycles: u64,
+    /// Chunks each stream sends per repetition.
+    sent: u32,
+    /// Per repetition: the partition's busy ns, batches and chunks batched.
+    busy_ns: u64,
+    batches: u64,
+    items: u64,
+}
+
+/// What runs next for a settling replica.
+enum Local {
+    Done(SimTime),
+    Wake(streams::Wake),
+}
+
+impl Watch {
+    fn forget(&mut self) {
+        self.seen.iter_mut().for_each(|s| s.state.clear());
+        self.next = 0;
+    }
+}
+
+impl Simulation<'_> {
+    /// Whether replica `r` may jump over repeating batches: an ASR replica alone on its
+    /// partition, with chunks delivered lazily and no busy timeline recorded.
+    fn may_cycle(&self, r: usize) -> bool {
+        let rep = &self.replicas[r];
+        self.cycles
+            && self.lazy_chunks
+            && !self.timelines
+            && self.chunk_interval_ns > 0
+            && rep.stage == Stage::Asr
+            && matches!(self.slicers[rep.partition], Device::Sole(_))
+    }
+
+    /// Replica `r` dispatched a batch at `now` (the event being handled): note its state, and
+    /// jump if it repeats one noted before.
+    pub(super) fn cycle_watch(&mut self, r: usize) {
+        if !self.may_cycle(r) || self.watch[r].skip.is_some() {
+            return;
+        }
+        let now = self.engine.now();
+        let mut state = std::mem::take(&mut self.cycle_scratch);
+        if !self.cycle_state(r, now, &mut state) {
+            self.cycle_scratch = state;
+            return;
+        }
+        let w = &self.watch[r];
+        let prior = w
+            .seen
+            .iter()
+            .find(|s| !s.state.is_empty() && s.at < now && s.state == state)
+            .map(|s| (s.at, s.busy_ns, s.batches, s.items));
+        match prior {
+            Some(prior) if self.cycle_start(r, now, prior) => {
+                self.cycle_scratch = state;
+                self.watch[r].forget();
+            }
+            _ => self.cycle_note(r, now, state),
+        }
+    }
+
+    /// Replica `r`'s state after its dispatch at `now`, relative to `now`, into `out`; false
+    /// if it is not a state a repetition can start from.
+    fn cycle_state(&self, r: usize, now: SimTime, out: &mut Vec<u64>) -> bool {
+        let rep = &self.replicas[r];
+        let Some(b) = rep.batcher.as_ref() else {
+            return false;
+        };
+        let Some(end) = self.sole_end(rep.partition) else {
+            return false;
+        };
+        if rep.streams.is_empty() || !b.busy() || rep.wake.is_some() {
+            return false;
+        }
+        out.clear();
+        out.push(rep.streams.len() as u64);
+        for s in &rep.streams {
+            let (number, wait) = s.phase(now);
+            out.extend([number, wait]);
+        }
+        out.push(b.queued() as u64);
+        for &((req, last), at) in b.waiting() {
+            out.extend([req, u64::from(last), now.since(SimTime(at))]);
+        }
+        out.push(rep.in_flight.len() as u64);
+        for &(req, last) in &rep.in_flight {
+            out.extend([req, u64::from(last)]);
+        }
+        out.push(end.since(now));
+        true
+    }
+
+    /// Keep `state` (replica `r` just after its dispatch at `now`) in the ring.
+    fn cycle_note(&mut self, r: usize, now: SimTime, state: Vec<u64>) {
+        let rep = &self.replicas[r];
+        let (busy_ns, batches, items) = (
+            self.slicers[rep.partition].busy_ns(),
+            rep.batches,
+            rep.batch_items,
+        );
+        let w = &mut self.watch[r];
+        let slot = if w.seen.len() < SEEN {
+            w.seen.push(Seen::default());
+            w.seen.len() - 1
+        } else {
+            let s = w.next;
+            w.next = (w.next + 1) % SEEN;
+            s
+        };
+        let s = &mut w.seen[slot];
+        let old = std::mem::replace(&mut s.state, state);
+        (s.at, s.busy_ns, s.batches, s.items) = (now, busy_ns, batches, items);
+        self.cycle_scratch = old;
+    }
+
+    /// Replica `r` at `now` is where it was at `prior` (its time and totals then): jump over
+    /// the whole repetitions its streams allow. False if they allow none.
+    fn cycle_start(&mut self, r: usize, now: SimTime, prior: (SimTime, u64, u64, u64)) -> bool {
+        let (at, busy_then, batches_then, items_then) = prior;
+        let period = now.since(at);
+        let interval = self.chunk_interval_ns;
+        // Equal chunk phases mean every stream sent the same whole number of chunks.
+        debug_assert_eq!(period % interval, 0);
+        let sent = period / interval;
+        let rep = &self.replicas[r];
+        let cycles = rep
+            .streams
+            .iter()
+            .map(|s| u64::from(s.left()).saturating_sub(2) / sent)
+            .min()
+            .unwrap_or(0);
+        if cycles == 0 {
+            return false;
+        }
+        let p = rep.partition;
+        let skip = Skip {
+            base: now,
+            class: self.current_class,
+            order: self.current_order,
+            period,
+            cycles,
+            sent: u32::try_from(sent).expect("invariant: a repetition is a few chunks"),
+            busy_ns: self.slicers[p].busy_ns() - busy_then,
+            batches: rep.batches - batches_then,
+            items: rep.batch_items - items_then,
+        };
+        let end = self.sole_end(p).expect("invariant: a batch runs");
+        let horizon = end.plus(cycles * period);
+        self.watch[r].skip = Some(skip);
+        self.cycling_on[p] = Some(r as u32);
+        self.armed[p] = Some(horizon);
+        self.engine.set_timer(p, Some(horizon));
+        true
+    }
+
+    /// The replica jumping on partition `p`, if any.
+    pub(super) fn cycling_owner(&self, p: usize) -> Option<usize> {
+        self.cycling_on[p].map(|r| r as usize)
+    }
+
+    /// Something reaches replica `r` now (a stream opens or closes, it crashes): it catches
+    /// up to the event being handled and forgets the states it noted.
+    pub(super) fn cycle_touch(&mut self, r: usize) {
+        if self.watch[r].skip.is_some() {
+            self.cycle_settle(r, self.current_key());
+        }
+        self.watch[r].forget();
+    }
+
+    /// At the end of the run: every replica still jumping catches up to `bound`.
+    pub(super) fn cycle_settle_all(&mut self, bound: Key) {
+        for p in 0..self.cycling_on.len() {
+            if let Some(r) = self.cycling_owner(p) {
+                self.cycle_catch_up(r, bound);
+            }
+        }
+    }
+
+    /// Bring replica `r`, jumping, to where it is just before the event at `bound`, and put
+    /// its next event in the queue.
+    pub(super) fn cycle_settle(&mut self, r: usize, bound: Key) {
+        if self.cycle_catch_up(r, bound) {
+            let p = self.replicas[r].partition;
+            let next = self.sole_end(p);
+            self.armed[p] = next;
+            self.engine.set_timer(p, next);
+            self.replicas[r].wake = None;
+            self.arm_chunk(r);
+        }
+    }
+
+    /// Bring replica `r`, jumping, to where it is just before the event at `bound`: add the
+    /// whole repetitions before it and run the rest one event at a time. False if its
+    /// queued event is still the right one (it stands at the last repetition's dispatch).
+    fn cycle_catch_up(&mut self, r: usize, bound: Key) -> bool {
+        let Some(s) = self.watch[r].skip.take() else {
+            return false;
+        };
+        let p = self.replicas[r].partition;
+        self.cycling_on[p] = None;
+        let closes = |k: u64| (s.base.plus(k * s.period), s.class, s.order);
+        let mut k = (bound.0.0.saturating_sub(s.base.0) / s.period).min(s.cycles);
+        if k > 0 && !before(closes(k), bound) {
+            k -= 1;
+        }
+        if k > 0 {
+            let dt = k * s.period;
+            let rep = &mut self.replicas[r];
+            for st in &mut rep.streams {
+                st.skip(dt, s.sent * k as u32);
+            }
+            rep.batcher
+                .as_mut()
+                .expect("invariant: asr replicas batch")
+                .shift(dt);
+            rep.batches += k * s.batches;
+            rep.batch_items += k * s.items;
+            let Device::Sole(d) = &mut self.slicers[p] else {
+                unreachable!("invariant: only sole partitions jump");
+            };
+            d.shift(dt, k * s.busy_ns);
+        }
+        if k == s.cycles {
+            return false; // at the last repetition's dispatch: its completion is queued
+        }
+        // The part repetition, event by event, without the queue.
+        self.committing = true;
+        while let Some(next) = self.cycle_next(r) {
+            let key = match next {
+                Local::Done(t) => (t, 0, p as u64),
+                Local::Wake((t, stream)) if stream == streams::TIMER => (t, 1, 0),
+                Local::Wake((t, stream)) => (t, 2, stream),
+            };
+            if !before(key, bound) {
+                break;
+            }
+            match next {
+                Local::Done(t) => self.device_done(t, p),
+                Local::Wake((t, stream)) if stream == streams::TIMER => self.batch_timer(t, r),
+                Local::Wake((t, stream)) => self.chunk_arrives(t, r, stream),
+            }
+        }
+        self.committing = false;
+        true
+    }
+
+    /// When the job on sole partition `p` ends, if one runs.
+    fn sole_end(&self, p: usize) -> Option<SimTime> {
+        match &self.slicers[p] {
+            Device::Sole(d) => d.next_completion(),
+            _ => None,
+        }
+    }
+
+    /// Settling replica `r`'s next event: its batch's completion, or its idle wake-up.
+    fn cycle_next(&self, r: usize) -> Option<Local> {
+        let rep = &self.replicas[r];
+        match self.sole_end(rep.partition) {
+            Some(t) => Some(Local::Done(t)),
+            None => rep.wake.map(Local::Wake),
+        }
+    }
+}
