@@ -548,7 +548,9 @@ impl<'a> Simulation<'a> {
     }
 
     /// Whether to record busy timelines (the default). Without them `RunResult::timelines`
-    /// is empty, for callers that only summarise (sweeps, plans); nothing else changes.
+    /// is empty, for callers that only summarise (sweeps, plans), and ASR replicas alone on
+    /// their partition may jump over repeating batches (see `cycles`): fewer events, nothing
+    /// else changes.
     pub fn with_timelines(mut self, record: bool) -> Self {
         self.timelines = record;
         self

@@ -186,7 +186,7 @@ fn running_ahead_changes_nothing_but_the_event_count() {
 }
 
 /// Sweeps, plans and `run` without a results folder record no busy timelines; everything
-/// else in the results must be what a run that records them gives.
+/// else in the results but the event count must be what a run that records them gives.
 #[test]
 fn skipping_timelines_changes_nothing_else() {
     for f in [
@@ -211,6 +211,10 @@ fn skipping_timelines_changes_nothing_else() {
         );
         assert!(bare.timelines.is_empty(), "{f}");
         bare.timelines = full.timelines.clone();
+        // Without timelines, ASR replicas alone on their partition may jump over repeating
+        // batches (fewer events, see `pipeline::cycles`); nothing else may differ.
+        assert!(bare.events <= full.events, "{f}");
+        bare.events = full.events;
         assert_eq!(format!("{full:?}"), format!("{bare:?}"), "{f}");
     }
 }
