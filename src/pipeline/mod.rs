@@ -364,6 +364,8 @@ pub struct Simulation<'a> {
     ahead_plan: StepPlan,
     /// The LLM replica alone on each partition, if it may run ahead.
     solo_of: Vec<Option<u32>>,
+    /// Most iterations one look-ahead covers (see [`Simulation::with_look_ahead`]).
+    look_ahead: usize,
     /// Idle ASR replicas wait for their next dispatch, not for each chunk (see `streams`).
     lazy_chunks: bool,
     /// Busy timelines are recorded (see [`Simulation::with_timelines`]).
@@ -525,6 +527,7 @@ impl<'a> Simulation<'a> {
             ahead,
             ahead_plan: StepPlan::default(),
             solo_of,
+            look_ahead: solo::MAX_AHEAD,
             lazy_chunks: true,
             timelines: true,
             cycles: true,
@@ -544,6 +547,14 @@ impl<'a> Simulation<'a> {
         self.solo_of.iter_mut().for_each(|s| *s = None);
         self.lazy_chunks = false;
         self.cycles = false;
+        self
+    }
+
+    /// Most iterations one look-ahead of a solo LLM replica covers (from 1 to 256, the
+    /// default). Results do not depend on it, only the work a look-ahead may waste; this
+    /// exists so that tests can make look-aheads stop at the limit often.
+    pub fn with_look_ahead(mut self, iterations: usize) -> Self {
+        self.look_ahead = iterations.clamp(1, solo::MAX_AHEAD);
         self
     }
 
@@ -694,6 +705,11 @@ impl<'a> Simulation<'a> {
             Event::LlmStep { replica, epoch } => {
                 let r = replica as usize;
                 if self.replicas[r].epoch != epoch {
+                    return;
+                }
+                if self.replicas[r].solo.is_some_and(|s| !s.is_step_at(now)) {
+                    // Left over from a step horizon that an interruption replaced: the
+                    // replica runs ahead again, and its steps are local.
                     return;
                 }
                 self.solo_arrive(r, true);

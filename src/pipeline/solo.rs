@@ -75,6 +75,13 @@ struct Ran {
     admitted_end: u32,
 }
 
+impl Solo {
+    /// Whether its horizon is a host step at `t`.
+    pub(super) fn is_step_at(&self, t: SimTime) -> bool {
+        self.step && self.horizon == t
+    }
+}
+
 impl Ran {
     /// When the GPU finishes it.
     fn done(&self) -> SimTime {
@@ -82,8 +89,9 @@ impl Ran {
     }
 }
 
-/// Most iterations one look-ahead covers (bounds its work; the result does not depend on it).
-const MAX_AHEAD: usize = 256;
+/// Most iterations one look-ahead covers unless set otherwise (bounds its work; the result
+/// does not depend on it).
+pub(super) const MAX_AHEAD: usize = 256;
 
 /// A count within one look-ahead (at most [`MAX_AHEAD`] iterations of `max_num_seqs`
 /// sequences each), stored in 32 bits.
@@ -140,7 +148,7 @@ impl Simulation<'_> {
         let mut t = now;
         let (horizon, step, whole) = loop {
             let step_at = t.plus(overhead);
-            if ahead.ran.len() == MAX_AHEAD {
+            if ahead.ran.len() == self.look_ahead {
                 break (step_at, true, true);
             }
             // The same inputs as the real step: live requests, and the blocks free were the

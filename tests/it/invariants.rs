@@ -118,7 +118,8 @@ fn busy_fractions_stay_within_wall_time() {
 /// on theirs jump over repeating batches (without busy timelines); the same run with one
 /// event per step, per completion and per batch must give identical results, on experiments
 /// that reach every way a running-ahead or jumping replica is interrupted: new requests and
-/// streams, timeouts, crashes and restarts, KV-cache exhaustion, streamed sentences to TTS.
+/// streams, timeouts, crashes and restarts, KV-cache exhaustion, streamed sentences to TTS,
+/// look-aheads stopped by their limit.
 #[test]
 fn running_ahead_changes_nothing_but_the_event_count() {
     let files = [
@@ -155,6 +156,9 @@ fn running_ahead_changes_nothing_but_the_event_count() {
                 .with_timelines(false)
                 .without_run_ahead()
                 .run();
+            // Look-aheads cut short by their limit end at a step horizon in the middle of
+            // the work, which interruptions then replace.
+            let mut short = Simulation::new(&e).with_look_ahead(3).run();
             assert!(ahead.events <= stepped.events, "{f} seed {seed}");
             if ahead.events < stepped.events {
                 fewer += 1;
@@ -164,9 +168,20 @@ fn running_ahead_changes_nothing_but_the_event_count() {
             if bare.events < ahead.events {
                 jumped += 1;
             }
-            for r in [&mut ahead, &mut stepped, &mut bare, &mut bare_stepped] {
+            for r in [
+                &mut ahead,
+                &mut stepped,
+                &mut bare,
+                &mut bare_stepped,
+                &mut short,
+            ] {
                 r.events = 0;
             }
+            assert_eq!(
+                format!("{short:?}"),
+                format!("{stepped:?}"),
+                "{f} seed {seed} with look-aheads of 3 iterations"
+            );
             assert_eq!(
                 format!("{ahead:?}"),
                 format!("{stepped:?}"),
