@@ -26,6 +26,13 @@ pub struct SimTime(pub u64);
 /// measurable share of a fleet run): round half away from zero; negative and NaN to 0,
 /// saturating at `u64::MAX`.
 pub fn round_ns(ns: f64) -> u64 {
+    // Every simulated time is below 2^62 ns: there the signed conversions (one instruction
+    // each way, where the unsigned ones take several) give the same integers.
+    const SIGNED_EXACT: f64 = (1u64 << 62) as f64;
+    if (0.0..SIGNED_EXACT).contains(&ns) {
+        let whole = ns as i64;
+        return (whole + i64::from(ns - whole as f64 >= 0.5)) as u64;
+    }
     let whole = ns as u64; // truncates; saturates, NaN and negatives to 0
     // Exact: `whole` and `ns` differ by less than one below 2^52, and `ns` has no
     // fraction above it.
@@ -430,6 +437,9 @@ mod tests {
             1e6 + 0.5,
             4_503_599_627_370_495.5, // 2^52 - 0.5
             9_007_199_254_740_993.0,
+            4_611_686_018_427_387_904.0, // 2^62
+            4_611_686_018_427_386_880.0, // the float below 2^62
+            9_223_372_036_854_775_808.0, // 2^63
             1e20,
             f64::INFINITY,
             -0.3,
