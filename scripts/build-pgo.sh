@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Profile-guided build: the same code, laid out by the compiler for the branches a run takes.
 # Results are byte-identical to the plain release build; only speed differs (see
-# BENCHMARKS.md, "Profile-guided build").
+# BENCHMARKS.md, "Tenth round").
 #
 #   bash scripts/build-pgo.sh          # -> target/pgo/release/gpushare
 #

@@ -695,7 +695,7 @@ impl<'a> Simulation<'a> {
             Event::DeviceDone { part } => {
                 let p = part as usize;
                 if let Some(r) = self.solo_owner(p) {
-                    self.solo_arrive(r, false);
+                    self.solo_arrive(r, false); // a completion is always handled
                 }
                 if let Some(r) = self.cycling_owner(p) {
                     self.cycle_settle(r, self.current_key());
@@ -707,12 +707,9 @@ impl<'a> Simulation<'a> {
                 if self.replicas[r].epoch != epoch {
                     return;
                 }
-                if self.replicas[r].solo.is_some_and(|s| !s.is_step_at(now)) {
-                    // Left over from a step horizon that an interruption replaced: the
-                    // replica runs ahead again, and its steps are local.
+                if !self.solo_arrive(r, true) {
                     return;
                 }
-                self.solo_arrive(r, true);
                 if self.replicas[r].step_at == Some(now) {
                     self.replicas[r].step_at = None;
                     self.llm_submit(now, r);

@@ -75,13 +75,6 @@ struct Ran {
     admitted_end: u32,
 }
 
-impl Solo {
-    /// Whether its horizon is a host step at `t`.
-    pub(super) fn is_step_at(&self, t: SimTime) -> bool {
-        self.step && self.horizon == t
-    }
-}
-
 impl Ran {
     /// When the GPU finishes it.
     fn done(&self) -> SimTime {
@@ -235,17 +228,20 @@ impl Simulation<'_> {
 
     /// The event being handled is a step (`step`) or completion of replica `r`: if it is the
     /// horizon of `r` running ahead, catch up to it and go back to event by event (the
-    /// caller then handles it as usual).
-    pub(super) fn solo_arrive(&mut self, r: usize, step: bool) {
+    /// caller then handles it as usual). Returns false for a step left over from a step
+    /// horizon that an interruption replaced, while `r` runs ahead toward another: its steps
+    /// are local, and the caller must ignore it.
+    pub(super) fn solo_arrive(&mut self, r: usize, step: bool) -> bool {
         let Some(s) = self.replicas[r].solo else {
-            return;
+            return true;
         };
         if s.step != step || (step && s.horizon != self.engine.now()) {
-            return; // a step left over from an earlier look-ahead
+            return !step;
         }
         self.settle(r, self.current_key());
         debug_assert_eq!(self.solo_next(r), Some((s.horizon, s.step)));
         self.replicas[r].solo = None;
+        true
     }
 
     /// Something reaches replica `r` now: if it runs ahead, catch up to now and put its next
