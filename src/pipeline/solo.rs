@@ -191,8 +191,7 @@ impl Simulation<'_> {
             if seen {
                 break (done, false, true); // left planned: the horizon retires it
             }
-            ahead.tokens.truncate(first);
-            e.finish_step_into(done.0, &mut ahead.tokens);
+            e.finish_sampled_step(done.0);
             let last = ahead.ran.last_mut().expect("invariant: pushed above");
             last.blocks_done = e.used_blocks();
             if !e.has_work() {

@@ -290,6 +290,71 @@ impl LlmEngine {
     ) -> bool {
         self.account(now_ns);
         plan.clear();
+        if self.decode_only(&live, free_blocks, plan) {
+            return true;
+        }
+        self.plan_general(now_ns, live, free_blocks, plan)
+    }
+
+    /// The common iteration, planned without the general path's bookkeeping: nothing
+    /// waiting, every running sequence alive and decoding, all within the token budget, and
+    /// the cache has the blocks they need. Each sequence then decodes one token, exactly as
+    /// [`Self::plan_general`] would schedule it. Returns false, having changed nothing, when
+    /// the iteration is not of that kind.
+    fn decode_only(
+        &mut self,
+        live: &impl Fn(u64) -> bool,
+        free_blocks: u64,
+        plan: &mut StepPlan,
+    ) -> bool {
+        let n = self.running.len();
+        if n == 0 || !self.waiting.is_empty() || n > self.cfg.max_batched_tokens as usize {
+            return false;
+        }
+        let bt = u64::from(self.cfg.block_tokens);
+        let mut need = 0;
+        for s in &self.running {
+            if s.prefilling() || !live(s.req) {
+                return false;
+            }
+            debug_assert!(
+                s.blocks * bt >= u64::from(s.computed),
+                "invariant: blocks hold the cache"
+            );
+            // A block more when the next token's KV entry does not fit the ones held.
+            need += u64::from(u64::from(s.computed) + 1 > s.blocks * bt);
+        }
+        let avail = match self.cfg.kv {
+            KvPolicy::Preallocated { blocks } => blocks - self.used_blocks,
+            KvPolicy::OnDemand => free_blocks,
+        };
+        if need > avail {
+            return false; // someone is preempted or runs out of memory
+        }
+        let mut context = 0;
+        for s in &mut self.running {
+            s.blocks += u64::from(u64::from(s.computed) + 1 > s.blocks * bt);
+            s.scheduled = 1;
+            context += u64::from(s.computed) + 1;
+        }
+        self.used_blocks += need;
+        self.usage.peak_blocks = self.usage.peak_blocks.max(self.used_blocks);
+        plan.seqs = n as u64;
+        plan.decode_seqs = n as u64;
+        plan.context_tokens = context;
+        true
+    }
+
+    /// [`Self::plan_into`] for any iteration: drops the requests no longer live, schedules
+    /// decodes and prefill chunks within the budget, preempts or fails on a full cache, and
+    /// admits waiting sequences.
+    fn plan_general(
+        &mut self,
+        now_ns: u64,
+        live: impl Fn(u64) -> bool,
+        free_blocks: u64,
+        plan: &mut StepPlan,
+    ) -> bool {
         // One liveness check per sequence (it reads the request, usually a cache miss).
         let used = &mut self.used_blocks;
         let mut keep = |s: &Seq| {
@@ -439,28 +504,41 @@ impl LlmEngine {
 
     /// [`Self::finish_step`], appending to `out` (a buffer the caller reuses).
     pub fn finish_step_into(&mut self, now_ns: u64, out: &mut Vec<(u64, u32)>) {
+        self.finish(now_ns, |req, generated| out.push((req, generated)));
+    }
+
+    /// [`Self::finish_step_into`] when its tokens were already taken with
+    /// [`Self::sampled_into`] (they would be the same).
+    pub fn finish_sampled_step(&mut self, now_ns: u64) {
+        self.finish(now_ns, |_, _| {});
+    }
+
+    fn finish(&mut self, now_ns: u64, mut emit: impl FnMut(u64, u32)) {
         self.account(now_ns);
+        let mut any_done = false;
         for s in &mut self.running {
-            if s.scheduled == 0 {
-                continue;
+            if s.scheduled > 0 {
+                let samples = s.samples();
+                s.computed += s.scheduled;
+                s.scheduled = 0;
+                if samples {
+                    s.generated += 1;
+                    emit(s.req, s.generated);
+                }
             }
-            let samples = s.samples();
-            s.computed += s.scheduled;
-            s.scheduled = 0;
-            if samples {
-                s.generated += 1;
-                out.push((s.req, s.generated));
-            }
+            any_done |= s.generated >= s.target;
         }
-        let mut freed = 0;
-        self.running.retain(|s| {
-            let done = s.generated >= s.target;
-            if done {
-                freed += s.blocks;
-            }
-            !done
-        });
-        self.used_blocks -= freed;
+        if any_done {
+            let mut freed = 0;
+            self.running.retain(|s| {
+                let done = s.generated >= s.target;
+                if done {
+                    freed += s.blocks;
+                }
+                !done
+            });
+            self.used_blocks -= freed;
+        }
         if !self.has_work() {
             self.awake = false;
         }
@@ -668,6 +746,81 @@ mod tests {
                 }
             }
         }
+    }
+
+    proptest::proptest! {
+        /// The decode-only shortcut plans exactly as the general path: random requests,
+        /// preallocated or on-demand caches (with varying free memory), cancellations; at
+        /// every iteration the plan and the whole engine state match a copy planned by the
+        /// general path.
+        #[test]
+        fn decode_only_iterations_plan_as_the_general_path(
+            reqs in proptest::collection::vec((1u32..80, 1u32..40, 0u64..60, proptest::bool::weighted(0.1)), 1..20),
+            blocks in 8u64..40,
+            on_demand in proptest::bool::ANY,
+            free in proptest::collection::vec(0u64..12, 1..7),
+            seqs in 1u32..8,
+            budget in 1u32..96,
+        ) {
+            let kv = if on_demand { KvPolicy::OnDemand } else { KvPolicy::Preallocated { blocks } };
+            let mut e = LlmEngine::new(LlmConfig { kv, ..cfg(seqs, budget, blocks) });
+            let mut pending: Vec<_> = reqs.iter().enumerate().filter(|(_, r)| e.fits(r.0, r.1)).collect();
+            pending.sort_by_key(|(_, r)| r.2);
+            let mut tokens = vec![0u32; reqs.len()];
+            let mut t = 0u64;
+            for step in 0..400usize {
+                while pending.first().is_some_and(|(_, r)| r.2 <= t) {
+                    let (id, r) = pending.remove(0);
+                    e.enqueue(t, id as u64, r.0, r.1);
+                }
+                let live = |q: u64| !(reqs[q as usize].3 && tokens[q as usize] > 2);
+                let free_now = free[step % free.len()];
+                let mut general = e.clone();
+                let mut want = StepPlan::default();
+                general.account(t);
+                let planned_general = general.plan_general(t, live, free_now, &mut want);
+                let mut got = StepPlan::default();
+                let planned = e.plan_into(t, live, free_now, &mut got);
+                proptest::prop_assert_eq!(planned, planned_general);
+                proptest::prop_assert_eq!(&got, &want);
+                proptest::prop_assert_eq!(format!("{e:?}"), format!("{general:?}"));
+                if planned {
+                    for (r, g) in e.finish_step(t + 1) {
+                        tokens[r as usize] = g;
+                    }
+                }
+                t += 2;
+            }
+        }
+    }
+
+    #[test]
+    fn decoding_sequences_take_the_shortcut_until_the_cache_is_short() {
+        // 2 blocks of 16 tokens: a 15-token prompt decodes within them up to 32 tokens.
+        let mut e = LlmEngine::new(cfg(4, 64, 2));
+        e.enqueue(0, 1, 15, 40);
+        let p = e.plan(0, |_| true, 0).unwrap();
+        assert_eq!(
+            p.prefill_tokens, 15,
+            "a prefill is not a decode-only iteration"
+        );
+        e.finish_step(1);
+        let mut plan = StepPlan::default();
+        assert!(e.clone().decode_only(&|_| true, 0, &mut plan));
+        assert_eq!((plan.decode_seqs, plan.context_tokens), (1, 16));
+        assert!(
+            !e.clone().decode_only(&|_| false, 0, &mut plan),
+            "a dropped request"
+        );
+        for t in 2..19 {
+            e.plan(t * 2, |_| true, 0).unwrap();
+            e.finish_step(t * 2 + 1);
+        }
+        assert_eq!(e.used_blocks(), 2);
+        assert!(
+            !e.clone().decode_only(&|_| true, 0, &mut plan),
+            "the next token needs a third block: the general path preempts"
+        );
     }
 
     #[test]
