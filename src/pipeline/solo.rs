@@ -30,6 +30,7 @@
 use super::{Event, ReqId, Request, Simulation, Stage, slot};
 use crate::engine::SimTime;
 use crate::serving::{KvPolicy, LlmEngine};
+use crate::sharing::Device;
 
 /// A solo replica running ahead, and the one event it left in the queue.
 #[derive(Clone, Copy, Debug)]
@@ -311,13 +312,22 @@ impl Simulation<'_> {
                 self.requests[slot(q)].admitted_at = Some(x.step_at);
             }
             admitted_from = x.admitted_end as usize;
-            self.llm_run(x.step_at, r, u64::from(x.seqs), x.ns, None);
             if i + 1 == n && !s.step {
-                break; // its completion is the horizon
+                // Its completion is the horizon: it stays on the device.
+                self.llm_run(x.step_at, r, u64::from(x.seqs), x.ns, None);
+                break;
             }
-            // The completion, as `Event::DeviceDone` and `llm_iteration_done` run it.
-            let done = x.done();
-            self.solo_job_done(p, done);
+            // Submitted and, alone on the partition, completed at `done` (as
+            // `Event::DeviceDone` and `llm_iteration_done` run it), in one step.
+            let rep = &mut self.replicas[r];
+            rep.batches += 1;
+            rep.batch_items += u64::from(x.seqs);
+            let Device::Sole(device) = &mut self.slicers[p] else {
+                panic!("invariant: a solo replica's partition is sole");
+            };
+            let done = device.run_alone(x.step_at, x.ns);
+            debug_assert_eq!(done, x.done());
+            self.armed[p] = None;
             self.track_kv_blocks(r, x.blocks_done);
             for &(q, g) in &ahead.tokens[tokens_from..x.tokens_end as usize] {
                 self.on_token(done, q, g);

@@ -108,6 +108,26 @@ impl SoleDevice {
         self.busy_ns += busy_ns;
     }
 
+    /// A job of `work_ns` submitted at `t` to the idle device and run to its end: the same
+    /// as [`Self::submit`], then [`Self::finishing`] and [`Self::complete`] at the end, in
+    /// one step. Returns the end.
+    pub fn run_alone(&mut self, t: SimTime, work_ns: u64) -> SimTime {
+        assert!(
+            self.queue.is_empty(),
+            "invariant: run_alone() on an idle device"
+        );
+        self.advance(t);
+        let end = t.plus(work_ns.max(1));
+        let busy = end.since(t);
+        self.busy_ns += busy;
+        if let Some(tl) = &mut self.timeline {
+            tl.record(t, end, busy, 0);
+        }
+        self.now = end;
+        self.head_end = end;
+        end
+    }
+
     /// Exact time of the next job completion if nothing else is submitted.
     pub fn next_completion(&self) -> Option<SimTime> {
         (!self.queue.is_empty()).then_some(self.head_end)
@@ -172,6 +192,15 @@ mod tests {
                     prop_assert_eq!(sole.complete(t), ts.complete(t));
                 } else {
                     match op {
+                        0 if sole.queued() == 0 => {
+                            // A job run alone in one step, against submit-then-complete.
+                            let end = sole.run_alone(t, work);
+                            ts.submit(t, 0, i as u64, work);
+                            prop_assert_eq!(ts.next_completion(), Some(end));
+                            ts.finishing(end);
+                            ts.complete(end);
+                            t = end;
+                        }
                         0 | 1 => {
                             sole.submit(t, i as u64, work);
                             ts.submit(t, 0, i as u64, work);
