@@ -79,6 +79,11 @@ impl Seq {
         self.context() - self.computed
     }
 
+    /// Whether decoding one more token needs a block beyond those held (`bt` tokens each).
+    fn next_token_needs_block(&self, bt: u64) -> bool {
+        u64::from(self.computed) + 1 > self.blocks * bt
+    }
+
     /// Whether the iteration it is scheduled in samples its next token: a decode step, or
     /// the last chunk of a (re)prefill (vLLM samples the first token in the prefill's own
     /// iteration).
@@ -296,6 +301,15 @@ impl LlmEngine {
         self.plan_general(now_ns, live, free_blocks, plan)
     }
 
+    /// Blocks this engine may still take: what its reserved cache has left, or (on demand)
+    /// the `free_blocks` its partition has.
+    fn available_blocks(&self, free_blocks: u64) -> u64 {
+        match self.cfg.kv {
+            KvPolicy::Preallocated { blocks } => blocks - self.used_blocks,
+            KvPolicy::OnDemand => free_blocks,
+        }
+    }
+
     /// The common iteration, planned without the general path's bookkeeping: nothing
     /// waiting, every running sequence alive and decoding, all within the token budget, and
     /// the cache has the blocks they need. Each sequence then decodes one token, exactly as
@@ -321,19 +335,14 @@ impl LlmEngine {
                 s.blocks * bt >= u64::from(s.computed),
                 "invariant: blocks hold the cache"
             );
-            // A block more when the next token's KV entry does not fit the ones held.
-            need += u64::from(u64::from(s.computed) + 1 > s.blocks * bt);
+            need += u64::from(s.next_token_needs_block(bt));
         }
-        let avail = match self.cfg.kv {
-            KvPolicy::Preallocated { blocks } => blocks - self.used_blocks,
-            KvPolicy::OnDemand => free_blocks,
-        };
-        if need > avail {
+        if need > self.available_blocks(free_blocks) {
             return false; // someone is preempted or runs out of memory
         }
         let mut context = 0;
         for s in &mut self.running {
-            s.blocks += u64::from(u64::from(s.computed) + 1 > s.blocks * bt);
+            s.blocks += u64::from(s.next_token_needs_block(bt));
             s.scheduled = 1;
             context += u64::from(s.computed) + 1;
         }
@@ -367,11 +376,7 @@ impl LlmEngine {
         self.running.retain(&mut keep);
         self.waiting.retain(&mut keep);
         let bt = self.cfg.block_tokens;
-        // Blocks this engine may still take.
-        let mut avail = match self.cfg.kv {
-            KvPolicy::Preallocated { blocks } => blocks - self.used_blocks,
-            KvPolicy::OnDemand => free_blocks,
-        };
+        let mut avail = self.available_blocks(free_blocks);
         let mut budget = self.cfg.max_batched_tokens;
         for s in &mut self.running {
             s.scheduled = 0;
