@@ -81,6 +81,22 @@ impl Samples {
         }
     }
 
+    /// Record one latency of `ns` nanoseconds: the same as [`Self::push`] of `ns` in
+    /// milliseconds (`ns as f64 / 1e6`), without the round trip through milliseconds where
+    /// it is exact.
+    pub fn push_ns(&mut self, ns: u64) {
+        let ms = ns as f64 / 1e6;
+        match self {
+            // Below 2^50 ns (13 days) the round trip ns -> ms -> ns is off by less than 2^-2
+            // ns, so rounding it gives `ns` back.
+            Samples::Streaming(s) if ns < 1 << 50 => {
+                s.hist.saturating_record(ns.max(1));
+                s.sum_ms += ms;
+            }
+            _ => self.push(ms),
+        }
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
         match self {
@@ -444,6 +460,34 @@ mod tests {
             (e.p99, h.p99),
         ] {
             assert!((b / a - 1.0).abs() < 1e-3, "{a} vs {b}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn recording_nanoseconds_is_recording_their_milliseconds(
+            ns in proptest::collection::vec(
+                proptest::prop_oneof![0u64..1 << 20, 0u64..1 << 45, (1u64 << 49)..1 << 53],
+                1..200,
+            ),
+        ) {
+            let (mut by_ms, mut by_ns) = (Samples::streaming(), Samples::streaming());
+            let (mut exact_ms, mut exact_ns) = (Samples::default(), Samples::default());
+            for &x in &ns {
+                by_ms.push(x as f64 / 1e6);
+                by_ns.push_ns(x);
+                exact_ms.push(x as f64 / 1e6);
+                exact_ns.push_ns(x);
+            }
+            let (Samples::Streaming(a), Samples::Streaming(b)) = (&by_ms, &by_ns) else {
+                panic!("streaming samples");
+            };
+            proptest::prop_assert!(a.hist == b.hist);
+            proptest::prop_assert_eq!(a.sum_ms.to_bits(), b.sum_ms.to_bits());
+            let (Samples::Exact(a), Samples::Exact(b)) = (&exact_ms, &exact_ns) else {
+                panic!("exact samples");
+            };
+            proptest::prop_assert_eq!(a, b);
         }
     }
 

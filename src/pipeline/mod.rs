@@ -164,7 +164,8 @@ struct Request {
     tts_next: u32,
     /// Retries used.
     retries: u32,
-    itl_ms: Vec<f64>,
+    /// Gaps between its tokens, ns (recorded once it completes).
+    itl_ns: Vec<u64>,
     user: Option<u32>,
     /// Replica serving each stage, once routed; `None` again once released.
     routed: [Option<u32>; 3],
@@ -937,7 +938,7 @@ impl<'a> Simulation<'a> {
             handed_at: now,
             first_audio_at: None,
             tts_ms: Vec::new(),
-            itl_ms: Vec::new(),
+            itl_ns: Vec::new(),
             delivered: 0,
             retries: 0,
         };
@@ -946,15 +947,15 @@ impl<'a> Simulation<'a> {
             Some(s) => {
                 // The slot's sample buffers are kept (emptied): no allocation per request.
                 let old = &mut self.requests[s as usize];
-                let (generation, tts_ms, itl_ms) = (
+                let (generation, tts_ms, itl_ns) = (
                     old.generation,
                     std::mem::take(&mut old.tts_ms),
-                    std::mem::take(&mut old.itl_ms),
+                    std::mem::take(&mut old.itl_ns),
                 );
                 self.requests[s as usize] = Request {
                     generation,
                     tts_ms,
-                    itl_ms,
+                    itl_ns,
                     ..request
                 };
                 (u64::from(generation) << 32) | u64::from(s)
@@ -1317,7 +1318,7 @@ impl<'a> Simulation<'a> {
         if generated == 1 {
             r.first_token_at = now;
         } else {
-            r.itl_ms.push(now.since(r.last_token_at) as f64 / 1e6);
+            r.itl_ns.push(now.since(r.last_token_at));
         }
         r.last_token_at = now;
         if generated == r.answer.output_tokens() {
@@ -1419,7 +1420,7 @@ impl<'a> Simulation<'a> {
         let r = &mut self.requests[slot(req)];
         r.generation = r.generation.wrapping_add(1);
         r.tts_ms.clear();
-        r.itl_ms.clear();
+        r.itl_ns.clear();
         self.free_slots.push(slot(req) as u32);
     }
 
@@ -1439,8 +1440,8 @@ impl<'a> Simulation<'a> {
             s.llm_tpot
                 .push(ms(r.first_token_at, r.last_token_at) / f64::from(n - 1));
         }
-        for &g in &r.itl_ms {
-            s.llm_itl.push(g);
+        for &g in &r.itl_ns {
+            s.llm_itl.push_ns(g);
         }
         s.llm_total.push(ms(r.transcript_at, r.last_token_at));
         for t in &r.tts_ms {
@@ -1456,7 +1457,7 @@ impl<'a> Simulation<'a> {
     fn request_over(&mut self, now: SimTime, req: ReqId) {
         let r = &mut self.requests[slot(req)];
         r.tts_ms.clear();
-        r.itl_ms.clear();
+        r.itl_ns.clear();
         let Some(u) = r.user else { return };
         let user = &mut self.users[u as usize];
         if user.request == Some(req) {

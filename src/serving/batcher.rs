@@ -101,6 +101,18 @@ impl<T: Copy> Batcher<T> {
         self.decide(now)
     }
 
+    /// Queue a request that arrived at `at` (ns) without deciding: a caller queueing several
+    /// at once decides once, with [`Self::decide_at`] at the last one's arrival. That is what
+    /// [`Self::push`] for each would have left, provided none of those pushes dispatched.
+    pub fn enqueue(&mut self, at: u64, item: T) {
+        self.queue.push_back((item, at));
+    }
+
+    /// Decide at `now` (ns) what the queue as it stands calls for.
+    pub fn decide_at(&mut self, now: u64) -> Decision<T> {
+        self.decide(now)
+    }
+
     /// The running batch finished at `now`.
     pub fn finish(&mut self, now: u64) -> Decision<T> {
         self.busy = false;
