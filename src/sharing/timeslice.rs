@@ -64,28 +64,43 @@ enum Stop {
 impl Schedule {
     /// Advance at most `budget` ns (unbounded if `None`), stopping at the first job completion.
     fn run(&mut self, budget: Option<u64>) -> Stop {
+        // The fields one by one, and the ring as a plain slice: every access in the loop
+        // would otherwise ask the small vector where its items live.
+        let Schedule {
+            quantum_ns,
+            switch_ns,
+            ring,
+            cur,
+            phase,
+            loaded,
+            busy_ns,
+            switching_ns,
+        } = self;
+        let (quantum_ns, switch_ns) = (*quantum_ns, *switch_ns);
+        let ring = ring.as_mut_slice();
         let mut left = budget.unwrap_or(u64::MAX);
         let mut elapsed = 0u64;
         loop {
-            match self.phase {
+            match *phase {
                 Phase::Idle => return Stop::Budget,
                 Phase::Switching { left_ns } => {
-                    if left_ns == self.switch_ns {
-                        let skipped = self.skip_rounds(left);
+                    if left_ns == switch_ns {
+                        let skipped =
+                            skip_rounds(ring, quantum_ns, switch_ns, left, busy_ns, switching_ns);
                         left -= skipped;
                         elapsed += skipped;
                     }
                     let s = left_ns.min(left);
                     left -= s;
                     elapsed += s;
-                    self.switching_ns += s;
+                    *switching_ns += s;
                     if s == left_ns {
-                        self.loaded = Some(self.ring[self.cur].ctx);
-                        self.phase = Phase::Running {
-                            slice_left_ns: self.quantum_ns,
+                        *loaded = Some(ring[*cur].ctx);
+                        *phase = Phase::Running {
+                            slice_left_ns: quantum_ns,
                         };
                     } else {
-                        self.phase = Phase::Switching {
+                        *phase = Phase::Switching {
                             left_ns: left_ns - s,
                         };
                     }
@@ -94,47 +109,53 @@ impl Schedule {
                     }
                 }
                 Phase::Running { slice_left_ns } => {
-                    let alone = self.ring.len() == 1;
-                    let head = self.ring[self.cur].head_rem_ns;
+                    let alone = ring.len() == 1;
+                    let head = &mut ring[*cur].head_rem_ns;
                     // A lone context renews its quantum without switching, so only its job matters.
                     let r = if alone {
-                        head.min(left)
+                        (*head).min(left)
                     } else {
-                        head.min(left).min(slice_left_ns)
+                        (*head).min(left).min(slice_left_ns)
                     };
-                    self.ring[self.cur].head_rem_ns -= r;
-                    self.busy_ns += r;
+                    *head -= r;
+                    let finished = *head == 0;
+                    *busy_ns += r;
                     left -= r;
                     elapsed += r;
-                    let used = self.quantum_ns - slice_left_ns + r;
+                    let used = quantum_ns - slice_left_ns + r;
                     let slice_left = if alone {
-                        self.quantum_ns - used % self.quantum_ns
+                        quantum_ns - used % quantum_ns
                     } else {
-                        self.quantum_ns - used
+                        quantum_ns - used
                     };
-                    if self.ring[self.cur].head_rem_ns == 0 {
-                        self.phase = Phase::Running {
+                    if finished {
+                        *phase = Phase::Running {
                             slice_left_ns: slice_left,
                         };
                         return Stop::Completion { elapsed };
                     }
                     if slice_left == 0 {
-                        self.cur = (self.cur + 1) % self.ring.len();
-                        self.phase = Phase::Switching {
-                            left_ns: self.switch_ns,
-                        };
-                        if self.switch_ns == 0 {
+                        *cur = if *cur + 1 == ring.len() { 0 } else { *cur + 1 };
+                        *phase = Phase::Switching { left_ns: switch_ns };
+                        if switch_ns == 0 {
                             // No switch phase to start rounds from: skip whole rounds here.
-                            let skipped = self.skip_rounds(left);
+                            let skipped = skip_rounds(
+                                ring,
+                                quantum_ns,
+                                switch_ns,
+                                left,
+                                busy_ns,
+                                switching_ns,
+                            );
                             left -= skipped;
                             elapsed += skipped;
-                            self.phase = Phase::Running {
-                                slice_left_ns: self.quantum_ns,
+                            *phase = Phase::Running {
+                                slice_left_ns: quantum_ns,
                             };
-                            self.loaded = Some(self.ring[self.cur].ctx);
+                            *loaded = Some(ring[*cur].ctx);
                         }
                     } else {
-                        self.phase = Phase::Running {
+                        *phase = Phase::Running {
                             slice_left_ns: slice_left,
                         };
                     }
@@ -159,32 +180,39 @@ impl Schedule {
             }
         };
     }
+}
 
-    /// At the start of a round (about to switch into `ring[cur]`), skip every whole round in
-    /// which no head job can finish and which fits in `budget`. Returns the time skipped.
-    fn skip_rounds(&mut self, budget: u64) -> u64 {
-        let k = self.ring.len() as u64;
-        if k < 2 {
-            return 0;
-        }
-        let round = k.saturating_mul(self.switch_ns.saturating_add(self.quantum_ns));
-        let by_work = self
-            .ring
-            .iter()
-            .map(|s| (s.head_rem_ns - 1) / self.quantum_ns)
-            .min()
-            .unwrap_or(0);
-        let m = by_work.min(budget / round);
-        if m == 0 {
-            return 0;
-        }
-        for s in &mut self.ring {
-            s.head_rem_ns -= m * self.quantum_ns;
-        }
-        self.busy_ns += m * k * self.quantum_ns;
-        self.switching_ns += m * k * self.switch_ns;
-        m * round
+/// At the start of a round (about to switch into `ring[cur]`), skip every whole round in
+/// which no head job can finish and which fits in `budget`, adding its busy and switching
+/// time. Returns the time skipped.
+fn skip_rounds(
+    ring: &mut [Slot],
+    quantum_ns: u64,
+    switch_ns: u64,
+    budget: u64,
+    busy_ns: &mut u64,
+    switching_ns: &mut u64,
+) -> u64 {
+    let k = ring.len() as u64;
+    if k < 2 {
+        return 0;
     }
+    let round = k.saturating_mul(switch_ns.saturating_add(quantum_ns));
+    let by_work = ring
+        .iter()
+        .map(|s| (s.head_rem_ns - 1) / quantum_ns)
+        .min()
+        .unwrap_or(0);
+    let m = by_work.min(budget / round);
+    if m == 0 {
+        return 0;
+    }
+    for s in ring.iter_mut() {
+        s.head_rem_ns -= m * quantum_ns;
+    }
+    *busy_ns += m * k * quantum_ns;
+    *switching_ns += m * k * switch_ns;
+    m * round
 }
 
 /// Round-robin time-slicing of contexts on one partition.
