@@ -24,8 +24,10 @@
 //! the horizon, and a log of each iteration (its step time, runtime, admissions, KV blocks,
 //! tokens). When every local step and completion comes before the event that looks at the
 //! replica (at the horizon, always), catching up replays the log, with no planning again
-//! ([`Simulation::commit`]), and swaps the engine in. When something reaches the replica
-//! earlier, the iterations before it are run again on the replica's own engine, untouched.
+//! ([`Simulation::replay`]), and swaps the engine in. When something reaches the replica
+//! earlier, the log's iterations before it are replayed too, and the replica's own engine
+//! (which the look-ahead left untouched) plans and retires each of them again, with the
+//! log's runtimes and tokens, to stand where it would then.
 
 use super::{Event, ReqId, Request, Simulation, Stage, slot};
 use crate::engine::SimTime;
@@ -44,7 +46,7 @@ pub(super) struct Solo {
 /// What one replica's look-ahead computed (its buffers are reused by the next).
 #[derive(Debug, Default)]
 pub(super) struct Ahead {
-    /// The copy of the engine that ran ahead; after a commit, the replica's previous engine.
+    /// The copy of the engine that ran ahead; after a whole replay, the replica's previous engine.
     engine: Option<Box<LlmEngine>>,
     /// Whether `engine` stopped exactly where the replica's will be at the horizon (the
     /// horizon's iteration planned, not finished; or, at a step horizon, nothing planned), so
@@ -296,24 +298,36 @@ impl Simulation<'_> {
         }
     }
 
-    /// Replay replica `r`'s look-ahead up to its horizon `s`, as the local steps and
-    /// completions would have run (see [`Self::settle`]), and swap its engine in.
-    fn commit(&mut self, r: usize, s: Solo) {
+    /// Run replica `r`'s logged iterations as its local steps and completions would have
+    /// run (see [`Self::settle`]): with no `bound`, all of them up to its horizon `s`, and
+    /// the look-ahead's engine is swapped in; else those the queue orders before `bound`,
+    /// planned and retired again on the replica's own engine (which the look-ahead left
+    /// where it started) so that it stands where it would then, with the log's runtimes and
+    /// tokens.
+    fn replay(&mut self, r: usize, s: Solo, bound: Option<Key>) {
         let p = self.replicas[r].partition;
         let mut ahead = std::mem::take(&mut self.ahead[r]);
+        let mut plan = std::mem::take(&mut self.ahead_plan);
+        let after = |k: Key| bound.is_some_and(|b| !before(k, b));
         self.committing = true;
         let (mut tokens_from, mut admitted_from) = (0, 0);
         let n = ahead.ran.len();
         for (i, x) in ahead.ran.iter().enumerate() {
+            if after((x.step_at, 1, 0)) {
+                break; // its step is still to come (already noted in `step_at`)
+            }
             // The step, as `llm_submit` runs it.
             self.replicas[r].step_at = None;
+            if bound.is_some() {
+                self.replan(r, x, &mut plan);
+            }
             self.track_kv_blocks(r, x.blocks_planned);
             for &q in &ahead.admitted[admitted_from..x.admitted_end as usize] {
                 self.requests[slot(q)].admitted_at = Some(x.step_at);
             }
             admitted_from = x.admitted_end as usize;
-            if i + 1 == n && !s.step {
-                // Its completion is the horizon: it stays on the device.
+            if (i + 1 == n && !s.step) || after((x.done(), 0, p as u64)) {
+                // Its completion is the horizon, or still to come: it stays on the device.
                 self.llm_run(x.step_at, r, u64::from(x.seqs), x.ns, None);
                 break;
             }
@@ -322,6 +336,12 @@ impl Simulation<'_> {
             let rep = &mut self.replicas[r];
             rep.batches += 1;
             rep.batch_items += u64::from(x.seqs);
+            if bound.is_some() {
+                rep.llm
+                    .as_mut()
+                    .expect("invariant: llm replica")
+                    .finish_sampled_step(x.done().0);
+            }
             let Device::Sole(device) = &mut self.slicers[p] else {
                 panic!("invariant: a solo replica's partition is sole");
             };
@@ -336,29 +356,47 @@ impl Simulation<'_> {
             self.llm_wake(done, r);
         }
         self.committing = false;
-        let engine = ahead
-            .engine
-            .as_mut()
-            .expect("invariant: a look-ahead's engine");
-        std::mem::swap(
-            self.replicas[r]
-                .llm
+        if bound.is_none() {
+            let engine = ahead
+                .engine
                 .as_mut()
-                .expect("invariant: llm replica"),
-            engine,
-        );
+                .expect("invariant: a look-ahead's engine");
+            std::mem::swap(
+                self.replicas[r]
+                    .llm
+                    .as_mut()
+                    .expect("invariant: llm replica"),
+                engine,
+            );
+        }
         ahead.whole = false;
         ahead.ran.clear();
         self.ahead[r] = ahead;
+        self.ahead_plan = plan;
     }
 
-    /// A solo replica's iteration on partition `p` finishes at `t` while it catches up: the
-    /// GPU's part of `Event::DeviceDone` for an LLM replica (the caller retires the tokens).
-    fn solo_job_done(&mut self, p: usize, t: SimTime) {
-        self.armed[p] = None;
-        self.slicers[p].finishing(t);
-        self.slicers[p].complete(t);
-        self.reschedule(p);
+    /// Plan logged iteration `x` again on replica `r`'s own engine, with the inputs the
+    /// look-ahead gave its copy (the same live requests and free blocks): the same plan.
+    fn replan(&mut self, r: usize, x: &Ran, plan: &mut crate::serving::StepPlan) {
+        let free = self.free_kv_blocks(r, self.replicas[r].kv_blocks_seen);
+        let requests = &self.requests;
+        let engine = self.replicas[r]
+            .llm
+            .as_mut()
+            .expect("invariant: llm replica");
+        let planned = engine.plan_into(
+            x.step_at.0,
+            |req| {
+                let q = &requests[slot(req)];
+                q.generation == (req >> 32) as u32 && q.status == super::Status::Active
+            },
+            free,
+            plan,
+        );
+        debug_assert!(
+            planned && plan.seqs == u64::from(x.seqs) && engine.used_blocks() == x.blocks_planned,
+            "invariant: an iteration planned again plans as it did ahead"
+        );
     }
 
     /// The event being handled, as a queue position.
@@ -392,29 +430,11 @@ impl Simulation<'_> {
                 }
             });
             if last.is_some_and(|k| before(k, bound)) {
-                self.commit(r, s);
+                self.replay(r, s, None);
                 return;
             }
         }
-        // Something comes first: run the iterations before it again, on the replica's engine.
-        self.ahead[r].whole = false;
-        self.committing = true;
-        while let Some((t, step)) = self.solo_next(r) {
-            if t == s.horizon && step == s.step {
-                break;
-            }
-            let key = if step { (t, 1, 0) } else { (t, 0, p as u64) };
-            if !before(key, bound) {
-                break;
-            }
-            if step {
-                self.replicas[r].step_at = None;
-                self.llm_submit(t, r);
-            } else {
-                self.solo_job_done(p, t);
-                self.llm_iteration_done(t, r);
-            }
-        }
-        self.committing = false;
+        // Something comes first: only the iterations before it, on the replica's engine.
+        self.replay(r, s, Some(bound));
     }
 }
