@@ -20,7 +20,7 @@ use crate::faults::FaultKind;
 use crate::hardware::Partition;
 use crate::metrics::{Counts, StageSamples};
 use crate::profile::Demand;
-use crate::profile::{Breakdown, Efficiency, ModelKind, TtsProfile, exec_time};
+use crate::profile::{Breakdown, Efficiency, LlmProfile, ModelKind, TtsProfile, exec_time};
 use crate::serving::batcher::Decision;
 use crate::serving::llm::{KvUsage, StepPlan};
 use crate::serving::{Batcher, KvPolicy, LlmEngine, Router};
@@ -1263,18 +1263,23 @@ impl<'a> Simulation<'a> {
     /// Runtime of a planned iteration alone on the replica's partition, and (under MPS
     /// only) its demand.
     fn llm_step_time(&self, replica: usize, plan: &StepPlan) -> (u64, Option<Demand>) {
+        self.step_cost(replica).time(plan)
+    }
+
+    /// What LLM replica `replica`'s iteration runtimes depend on (a look-ahead asks once for
+    /// all its iterations).
+    fn step_cost(&self, replica: usize) -> StepCost<'a> {
         let r = &self.replicas[replica];
         let m = &self.exp.models[r.model as usize];
-        let ModelKind::Llm(l) = &m.kind else {
+        let ModelKind::Llm(profile) = &m.kind else {
             panic!("invariant: llm replica runs an llm model");
         };
-        let part = &self.exp.partitions[r.partition].resources;
-        let work = l.step_work(plan.prefill_tokens, plan.decode_seqs, plan.context_tokens);
-        let ns = exec_time(&work, part, &m.efficiency).ns();
-        let demand = self.slicers[r.partition]
-            .needs_phases()
-            .then(|| Demand::of(&work, part, &m.efficiency));
-        (ns, demand)
+        StepCost {
+            profile,
+            part: &self.exp.partitions[r.partition].resources,
+            eff: &m.efficiency,
+            phases: self.slicers[r.partition].needs_phases(),
+        }
     }
 
     fn llm_iteration_done(&mut self, now: SimTime, replica: usize) {
@@ -1497,6 +1502,31 @@ pub fn tts_batch_time(
     tokens: &[u32],
 ) -> Breakdown {
     tts_batch(t, eff, part, tokens, None)
+}
+
+/// An LLM replica's model and partition, as its iteration runtimes need them.
+#[derive(Clone, Copy)]
+struct StepCost<'a> {
+    profile: &'a LlmProfile,
+    part: &'a Partition,
+    eff: &'a Efficiency,
+    /// Whether the partition runs MPS, which needs each iteration's demand too.
+    phases: bool,
+}
+
+impl StepCost<'_> {
+    /// Runtime of a planned iteration alone on the partition, and (under MPS only) its
+    /// demand.
+    fn time(&self, plan: &StepPlan) -> (u64, Option<Demand>) {
+        let work =
+            self.profile
+                .step_work(plan.prefill_tokens, plan.decode_seqs, plan.context_tokens);
+        let ns = exec_time(&work, self.part, self.eff).ns();
+        (
+            ns,
+            self.phases.then(|| Demand::of(&work, self.part, self.eff)),
+        )
+    }
 }
 
 /// [`tts_batch_time`], also pushing each phase's demand into `phases` when given.

@@ -141,6 +141,7 @@ impl Simulation<'_> {
             None => ahead.engine.insert(real.clone()),
         };
         let on_demand = e.config().kv == KvPolicy::OnDemand;
+        let cost = self.step_cost(r);
         let mut t = now;
         let (horizon, step, whole) = loop {
             let step_at = t.plus(overhead);
@@ -169,7 +170,7 @@ impl Simulation<'_> {
                 // It sleeps or fails a request: an ordinary step (this copy planned it).
                 break (step_at, true, false);
             }
-            let (ns, demand) = self.llm_step_time(r, &plan);
+            let (ns, demand) = cost.time(&plan);
             debug_assert!(
                 demand.is_none(),
                 "invariant: a solo partition is not under MPS"
