@@ -55,6 +55,25 @@ pub struct Streaming {
     sum_ms: f64,
 }
 
+impl Streaming {
+    fn record_ms(&mut self, ms: f64) {
+        self.hist.saturating_record(round_ns(ms * 1e6).max(1));
+        self.sum_ms += ms;
+    }
+
+    fn record_ns(&mut self, ns: u64) {
+        let ms = ns as f64 / 1e6;
+        if ns < 1 << 50 {
+            // Below 2^50 ns (13 days) the round trip ns -> ms -> ns is off by less than 2^-2
+            // ns, so rounding it gives `ns` back.
+            self.hist.saturating_record(ns.max(1));
+            self.sum_ms += ms;
+        } else {
+            self.record_ms(ms);
+        }
+    }
+}
+
 impl Default for Samples {
     fn default() -> Self {
         Samples::Exact(Vec::new())
@@ -74,10 +93,7 @@ impl Samples {
     pub fn push(&mut self, ms: f64) {
         match self {
             Samples::Exact(v) => v.push(ms),
-            Samples::Streaming(s) => {
-                s.hist.saturating_record(round_ns(ms * 1e6).max(1));
-                s.sum_ms += ms;
-            }
+            Samples::Streaming(s) => s.record_ms(ms),
         }
     }
 
@@ -85,15 +101,14 @@ impl Samples {
     /// milliseconds (`ns as f64 / 1e6`), without the round trip through milliseconds where
     /// it is exact.
     pub fn push_ns(&mut self, ns: u64) {
-        let ms = ns as f64 / 1e6;
+        self.extend_ns(&[ns]);
+    }
+
+    /// [`Self::push_ns`] of each of `ns`, in order.
+    pub fn extend_ns(&mut self, ns: &[u64]) {
         match self {
-            // Below 2^50 ns (13 days) the round trip ns -> ms -> ns is off by less than 2^-2
-            // ns, so rounding it gives `ns` back.
-            Samples::Streaming(s) if ns < 1 << 50 => {
-                s.hist.saturating_record(ns.max(1));
-                s.sum_ms += ms;
-            }
-            _ => self.push(ms),
+            Samples::Exact(v) => v.extend(ns.iter().map(|&x| x as f64 / 1e6)),
+            Samples::Streaming(s) => ns.iter().for_each(|&x| s.record_ns(x)),
         }
     }
 
@@ -473,12 +488,17 @@ mod tests {
         ) {
             let (mut by_ms, mut by_ns) = (Samples::streaming(), Samples::streaming());
             let (mut exact_ms, mut exact_ns) = (Samples::default(), Samples::default());
+            let half = ns.len() / 2;
             for &x in &ns {
                 by_ms.push(x as f64 / 1e6);
-                by_ns.push_ns(x);
                 exact_ms.push(x as f64 / 1e6);
+            }
+            for &x in &ns[..half] {
+                by_ns.push_ns(x);
                 exact_ns.push_ns(x);
             }
+            by_ns.extend_ns(&ns[half..]);
+            exact_ns.extend_ns(&ns[half..]);
             let (Samples::Streaming(a), Samples::Streaming(b)) = (&by_ms, &by_ns) else {
                 panic!("streaming samples");
             };

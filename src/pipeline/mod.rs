@@ -1445,9 +1445,7 @@ impl<'a> Simulation<'a> {
             s.llm_tpot
                 .push(ms(r.first_token_at, r.last_token_at) / f64::from(n - 1));
         }
-        for &g in &r.itl_ns {
-            s.llm_itl.push_ns(g);
-        }
+        s.llm_itl.extend_ns(&r.itl_ns);
         s.llm_total.push(ms(r.transcript_at, r.last_token_at));
         for t in &r.tts_ms {
             s.tts.push(*t);
