@@ -1191,14 +1191,16 @@ impl<'a> Simulation<'a> {
         self.plan = plan;
     }
 
-    fn llm_submit_with(&mut self, now: SimTime, replica: usize, plan: &mut StepPlan) {
+    /// Plan LLM replica `replica`'s next iteration at `now` on its engine, with the requests
+    /// still live and the blocks its partition has free; false if it sleeps.
+    fn llm_plan(&mut self, now: SimTime, replica: usize, plan: &mut StepPlan) -> bool {
         let free = self.free_kv_blocks(replica, self.replicas[replica].kv_blocks_seen);
         let requests = &self.requests;
         let engine = self.replicas[replica]
             .llm
             .as_mut()
             .expect("invariant: llm replica");
-        let planned = engine.plan_into(
+        engine.plan_into(
             now.0,
             |req| {
                 let r = &requests[slot(req)];
@@ -1206,7 +1208,11 @@ impl<'a> Simulation<'a> {
             },
             free,
             plan,
-        );
+        )
+    }
+
+    fn llm_submit_with(&mut self, now: SimTime, replica: usize, plan: &mut StepPlan) {
+        let planned = self.llm_plan(now, replica, plan);
         self.track_kv(replica);
         if !planned {
             return; // everything was cancelled; the loop sleeps until the next request

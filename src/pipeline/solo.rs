@@ -379,23 +379,11 @@ impl Simulation<'_> {
     /// Plan logged iteration `x` again on replica `r`'s own engine, with the inputs the
     /// look-ahead gave its copy (the same live requests and free blocks): the same plan.
     fn replan(&mut self, r: usize, x: &Ran, plan: &mut crate::serving::StepPlan) {
-        let free = self.free_kv_blocks(r, self.replicas[r].kv_blocks_seen);
-        let requests = &self.requests;
-        let engine = self.replicas[r]
-            .llm
-            .as_mut()
-            .expect("invariant: llm replica");
-        let planned = engine.plan_into(
-            x.step_at.0,
-            |req| {
-                let q = &requests[slot(req)];
-                q.generation == (req >> 32) as u32 && q.status == super::Status::Active
-            },
-            free,
-            plan,
-        );
+        let planned = self.llm_plan(x.step_at, r, plan);
         debug_assert!(
-            planned && plan.seqs == u64::from(x.seqs) && engine.used_blocks() == x.blocks_planned,
+            planned
+                && plan.seqs == u64::from(x.seqs)
+                && self.replicas[r].llm.as_ref().map(|e| e.used_blocks()) == Some(x.blocks_planned),
             "invariant: an iteration planned again plans as it did ahead"
         );
     }
