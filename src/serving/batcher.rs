@@ -360,6 +360,43 @@ mod tests {
     }
 
     proptest! {
+        /// Queueing arrivals and deciding once, at the last, leaves a batcher as pushing each
+        /// does, whenever none of those pushes dispatches.
+        #[test]
+        fn queueing_then_deciding_once_is_pushing_each(
+            busy in any::<bool>(),
+            gaps in proptest::collection::vec(0u64..300, 1..8),
+            max in 1u32..8,
+            delay in 0u64..500,
+            preferred in proptest::collection::vec(1u32..8, 0..3),
+        ) {
+            let (mut pushed, mut queued) = (
+                Batcher::new(cfg(max, delay, &preferred)),
+                Batcher::new(cfg(max, delay, &preferred)),
+            );
+            if busy {
+                // A batch runs: its request dispatched at once.
+                let one = cfg(1, 0, &[]);
+                pushed = Batcher::new(one.clone());
+                queued = Batcher::new(one);
+                prop_assert!(matches!(pushed.push(0, 0), Decision::Dispatch(_)));
+                prop_assert!(matches!(queued.push(0, 0), Decision::Dispatch(_)));
+            }
+            let mut t = 0;
+            let mut dispatched = false;
+            for (i, g) in gaps.iter().enumerate() {
+                t += g;
+                dispatched |= matches!(pushed.push(t, i as u64 + 1), Decision::Dispatch(_));
+                queued.enqueue(t, i as u64 + 1);
+            }
+            prop_assume!(!dispatched);
+            let d = queued.decide_at(t);
+            prop_assert!(!matches!(d, Decision::Dispatch(_)));
+            prop_assert_eq!(format!("{pushed:?}"), format!("{queued:?}"));
+        }
+    }
+
+    proptest! {
         /// Drive a batcher with random arrivals and service times: batches never exceed the
         /// limit, requests leave in order, and none is held longer than the delay while the
         /// replica is free.
