@@ -97,14 +97,9 @@ impl Samples {
         }
     }
 
-    /// Record one latency of `ns` nanoseconds: the same as [`Self::push`] of `ns` in
-    /// milliseconds (`ns as f64 / 1e6`), without the round trip through milliseconds where
-    /// it is exact.
-    pub fn push_ns(&mut self, ns: u64) {
-        self.extend_ns(&[ns]);
-    }
-
-    /// [`Self::push_ns`] of each of `ns`, in order.
+    /// Record latencies of `ns` nanoseconds each, in order: the same as [`Self::push`] of
+    /// each in milliseconds (`ns as f64 / 1e6`), without the round trip through milliseconds
+    /// where it is exact.
     pub fn extend_ns(&mut self, ns: &[u64]) {
         match self {
             Samples::Exact(v) => v.extend(ns.iter().map(|&x| x as f64 / 1e6)),
@@ -494,8 +489,8 @@ mod tests {
                 exact_ms.push(x as f64 / 1e6);
             }
             for &x in &ns[..half] {
-                by_ns.push_ns(x);
-                exact_ns.push_ns(x);
+                by_ns.extend_ns(&[x]);
+                exact_ns.extend_ns(&[x]);
             }
             by_ns.extend_ns(&ns[half..]);
             exact_ns.extend_ns(&ns[half..]);

@@ -156,13 +156,20 @@ impl Simulation<'_> {
     /// Queue every chunk of `replica`'s streams that arrived before the event now being
     /// handled (at `now`, of class `class`), in arrival order.
     pub(super) fn catch_up(&mut self, replica: usize, now: SimTime, class: u8) {
-        if self.waits_for_dispatch(replica) {
-            self.catch_up_queued(replica, now, class);
-            return;
-        }
+        // A replica whose idle wake-ups are its next dispatch never acts on its batcher's
+        // decisions on the way (a dispatch is the armed event's, a timer is part of the next
+        // dispatch): its chunks are queued and the batcher decides once, at the last one's
+        // arrival, which leaves it as deciding at each would.
+        let once = self.waits_for_dispatch(replica);
+        let mut last = None;
         while let Some((i, at)) = self.earliest(replica) {
             if at > now || (at == now && CHUNK_CLASS >= class) {
                 break;
+            }
+            if once {
+                self.enqueue(replica, i);
+                last = Some(at);
+                continue;
             }
             let d = self.deliver(replica, i);
             debug_assert!(
@@ -171,26 +178,8 @@ impl Simulation<'_> {
             );
             self.apply(now, replica, d);
         }
-    }
-
-    /// [`Self::catch_up`] for a replica whose idle wake-ups are its next dispatch: its
-    /// batcher's decisions on the way are never acted on (a dispatch is the armed event's,
-    /// a timer is part of the next dispatch), so the chunks are queued and the batcher
-    /// decides once, at the last one's arrival, which leaves it as deciding at each would.
-    fn catch_up_queued(&mut self, replica: usize, now: SimTime, class: u8) {
-        let mut last = None;
-        while let Some((i, at)) = self.earliest(replica) {
-            if at > now || (at == now && CHUNK_CLASS >= class) {
-                break;
-            }
-            self.enqueue(replica, i);
-            last = Some(at);
-        }
         let Some(at) = last else { return };
-        let b = self.replicas[replica]
-            .batcher
-            .as_mut()
-            .expect("invariant: asr replicas batch");
+        let b = self.batcher_mut(replica);
         if b.busy() {
             return; // a busy batcher decides nothing
         }
@@ -291,29 +280,11 @@ impl Simulation<'_> {
             .map(|(i, s)| (i, s.next_at))
     }
 
-    /// Put stream `i`'s next chunk in the replica's batcher, at its arrival time.
-    fn deliver(&mut self, replica: usize, i: usize) -> Decision<super::Item> {
-        let (at, item) = self.next_chunk(replica, i);
-        self.replicas[replica]
-            .batcher
-            .as_mut()
-            .expect("invariant: asr replicas batch")
-            .push(at.0, item)
-    }
-
-    /// [`Self::deliver`] without the batcher's decision.
-    fn enqueue(&mut self, replica: usize, i: usize) {
-        let (at, item) = self.next_chunk(replica, i);
-        self.replicas[replica]
-            .batcher
-            .as_mut()
-            .expect("invariant: asr replicas batch")
-            .enqueue(at.0, item);
-    }
-
-    /// Take stream `i`'s next chunk: its arrival time and batch item (the stream closes
-    /// after its last).
-    fn next_chunk(&mut self, replica: usize, i: usize) -> (SimTime, super::Item) {
+    /// Put stream `i`'s next chunk in the replica's batcher, at its arrival time (the stream
+    /// closes after its last), without the batcher's decision; returns that time. Inlined:
+    /// a catch-up calls it for every chunk.
+    #[inline(always)]
+    fn enqueue(&mut self, replica: usize, i: usize) -> SimTime {
         let interval = self.chunk_interval_ns;
         let r = &mut self.replicas[replica];
         let s = &mut r.streams[i];
@@ -324,6 +295,24 @@ impl Simulation<'_> {
         if last {
             r.streams.swap_remove(i);
         }
-        (at, (req, u32::from(last)))
+        r.batcher
+            .as_mut()
+            .expect("invariant: asr replicas batch")
+            .enqueue(at.0, (req, u32::from(last)));
+        at
+    }
+
+    /// [`Self::enqueue`], and the batcher's decision at the chunk's arrival.
+    fn deliver(&mut self, replica: usize, i: usize) -> Decision<super::Item> {
+        let at = self.enqueue(replica, i);
+        self.batcher_mut(replica).decide_at(at.0)
+    }
+
+    /// The batcher of ASR replica `replica`.
+    fn batcher_mut(&mut self, replica: usize) -> &mut crate::serving::Batcher<super::Item> {
+        self.replicas[replica]
+            .batcher
+            .as_mut()
+            .expect("invariant: asr replicas batch")
     }
 }
