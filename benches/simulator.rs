@@ -1,6 +1,10 @@
 //! Benchmarks: the event engine (PHOLD-like, against a bare binary-heap loop), one seed run,
 //! the whole seed study, and a small fleet. Run with `cargo bench`; figures in BENCHMARKS.md.
 
+/// The allocator the command-line binary uses (see `src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::path::PathBuf;
