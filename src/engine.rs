@@ -9,7 +9,6 @@
 //! event and ignoring the old one.
 
 use std::cmp::Ordering;
-use std::hint::select_unpredictable;
 
 use dary_heap::QuaternaryHeap;
 
@@ -141,30 +140,107 @@ pub enum Popped<E> {
     Timer(usize),
 }
 
-/// Children per node of the timer tree: one 64-byte cache line of times per group.
+/// Children per node of the timer tree: one 64-byte cache line of keys per group.
 const FAN: usize = 8;
-// `Timers::set` compares a group pairwise, written out for eight.
-const _: () = assert!(FAN == 8);
 
 /// Timer slots in a tournament tree of fan-out [`FAN`]: each inner node holds the earliest
-/// time of its children and the slot it comes from (the lowest slot on equal times), so the
-/// earliest timer is at the root. Moving one rescans one group of siblings per level
-/// (`log8` of the slot count: 4 levels for a 1,000-GPU fleet, against 11 in a binary tree,
-/// each scan a branch-free pass over one cache line), and stops where nothing changes. Nodes
-/// hold bare times; the engine makes the root's key, packed like an event's so that the two
-/// compare directly.
+/// key of its children, so the earliest timer is at the root. A key packs a time above its
+/// slot's number into one integer, so that the earliest time, and among equal times the
+/// lowest slot, is simply the smallest key. Moving one timer rescans one group of siblings
+/// per level (`log8` of the slot count: 4 levels for a 1,000-GPU fleet, against 11 in a
+/// binary tree, each scan a branch-free minimum over one cache line), and stops where nothing
+/// changes. The engine turns the root into an event key, packed like an event's, so that the
+/// two compare directly.
 #[derive(Debug, Default)]
 struct Timers {
     /// Class of every timer.
     class: u8,
-    /// Where each level starts in `time` and `slot`: level 0 holds one entry per slot
-    /// (padded to a multiple of [`FAN`]), each next level one per group of the previous, the
-    /// last level the root alone.
+    /// Where each level starts in the tree: level 0 holds one entry per slot (padded to a
+    /// multiple of [`FAN`]), each next level one per group of the previous, the last level
+    /// the root alone.
     level_start: Vec<usize>,
-    /// Earliest time (ns) under each node; `u64::MAX` where no timer is set (and in padding).
-    time: Vec<u64>,
-    /// The slot that time belongs to.
-    slot: Vec<u32>,
+    /// Bits of a key below the time: the slot's number.
+    slot_bits: u32,
+    /// Keys in 64 bits: `time << slot_bits | slot`, for times below `2^(64 - slot_bits)` ns
+    /// (104 days with up to 2,048 slots).
+    narrow: Tree<u64>,
+    /// Keys in 128 bits (`time << 64 | slot`), from the first time set that the narrow keys
+    /// cannot hold on (the narrow tree is then empty).
+    wide: Option<Tree<u128>>,
+}
+
+/// A timer key: a time and a slot packed so that integer order is their order.
+trait TimerKey: Copy + Ord {
+    /// The key of a slot with no timer set (and of padding): after every other.
+    const NONE: Self;
+}
+
+impl TimerKey for u64 {
+    const NONE: u64 = u64::MAX;
+}
+
+impl TimerKey for u128 {
+    const NONE: u128 = u128::MAX;
+}
+
+/// The nodes of a timer tree, laid out by `Timers::level_start`.
+#[derive(Debug, Default)]
+struct Tree<K> {
+    key: Vec<K>,
+}
+
+impl<K: TimerKey> Tree<K> {
+    /// Set leaf `slot` to `key` and update the earliest key above it.
+    fn set(&mut self, level_start: &[usize], slot: usize, key: K) {
+        self.key[slot] = key;
+        let mut i = slot;
+        for w in level_start.windows(2) {
+            let (below, here) = (w[0], w[1]);
+            let group = i / FAN;
+            let first = below + group * FAN;
+            let k: &[K; FAN] = self.key[first..first + FAN]
+                .try_into()
+                .expect("invariant: a group is FAN wide");
+            // Pairwise, so that the comparisons of one round do not wait for each other.
+            let low = k[0].min(k[1]).min(k[2].min(k[3]));
+            let high = k[4].min(k[5]).min(k[6].min(k[7]));
+            let earliest = low.min(high);
+            let node = here + group;
+            if self.key[node] == earliest {
+                break; // nothing above changes either
+            }
+            self.key[node] = earliest;
+            i = group;
+        }
+    }
+
+    /// Recompute every inner node from the leaves.
+    fn rebuild(&mut self, level_start: &[usize]) {
+        for w in level_start.windows(2) {
+            let (below, here) = (w[0], w[1]);
+            for node in here..level_start_end(level_start, here, self.key.len()) {
+                let first = below + (node - here) * FAN;
+                self.key[node] = if first < here {
+                    self.key[first..first + FAN]
+                        .iter()
+                        .copied()
+                        .min()
+                        .expect("invariant: a group is FAN wide")
+                } else {
+                    K::NONE // padding of the level above
+                };
+            }
+        }
+    }
+}
+
+/// Where the level starting at `start` ends.
+fn level_start_end(level_start: &[usize], start: usize, total: usize) -> usize {
+    level_start
+        .iter()
+        .copied()
+        .find(|&s| s > start)
+        .unwrap_or(total)
 }
 
 impl Timers {
@@ -183,58 +259,79 @@ impl Timers {
                 break;
             }
         }
-        let mut slot = vec![u32::MAX; total];
-        for (i, s) in slot.iter_mut().enumerate().take(slots) {
-            *s = i as u32;
-        }
         Timers {
             class,
             level_start,
-            time: vec![u64::MAX; total],
-            slot,
+            slot_bits: usize::BITS - slots.saturating_sub(1).leading_zeros(),
+            narrow: Tree {
+                key: vec![u64::NONE; total],
+            },
+            wide: None,
         }
     }
 
     /// The earliest timer: its time and slot (the lowest slot among equal times).
     fn top(&self) -> Option<(u64, usize)> {
         let root = *self.level_start.last()?;
-        let t = self.time[root];
-        (t != u64::MAX).then(|| (t, self.slot[root] as usize))
+        if let Some(wide) = &self.wide {
+            let k = wide.key[root];
+            return (k != u128::NONE).then_some(((k >> 64) as u64, k as u64 as usize));
+        }
+        let k = self.narrow.key[root];
+        (k != u64::NONE).then(|| (k >> self.slot_bits, (k & self.slot_mask()) as usize))
     }
 
+    fn slot_mask(&self) -> u64 {
+        (1u64 << self.slot_bits) - 1
+    }
+
+    /// Set `slot` to fire at `time` (`u64::MAX`: not at all).
+    #[inline]
     fn set(&mut self, slot: usize, time: u64) {
-        self.time[slot] = time;
-        let mut i = slot;
-        for w in self.level_start.windows(2) {
-            let (below, here) = (w[0], w[1]);
-            let group = i / FAN;
-            let first = below + group * FAN;
-            let times: &[u64; FAN] = self.time[first..first + FAN]
-                .try_into()
-                .expect("invariant: a group is FAN wide");
-            // Strictly earlier only: the left (lower) slot wins ties. Which child wins is a
-            // coin toss to the branch predictor: select without branching, pairwise, so that
-            // the comparisons of one round do not wait for each other.
-            let pick = |a: (u64, usize), b: (u64, usize)| {
-                let earlier = b.0 < a.0;
-                (
-                    select_unpredictable(earlier, b.0, a.0),
-                    select_unpredictable(earlier, b.1, a.1),
-                )
-            };
-            let c = |j: usize| (times[j], j);
-            let low = pick(pick(c(0), c(1)), pick(c(2), c(3)));
-            let high = pick(pick(c(4), c(5)), pick(c(6), c(7)));
-            let (t, best) = pick(low, high);
-            let s = self.slot[first + best];
-            let node = here + group;
-            if self.time[node] == t && self.slot[node] == s {
-                break; // nothing above changes either
+        if self.wide.is_none() {
+            if time == u64::MAX {
+                return self.narrow.set(&self.level_start, slot, u64::NONE);
             }
-            self.time[node] = t;
-            self.slot[node] = s;
-            i = group;
+            // A key below `u64::NONE` needs the time below this.
+            if time < u64::MAX >> self.slot_bits {
+                let key = time << self.slot_bits | slot as u64;
+                return self.narrow.set(&self.level_start, slot, key);
+            }
         }
+        self.set_wide(slot, time);
+    }
+
+    /// [`Self::set`] with 128-bit keys, moving to them first if need be. Kept out of line:
+    /// a run reaches it only far into simulated time (past 100 days with up to 2,048 slots).
+    #[cold]
+    #[inline(never)]
+    fn set_wide(&mut self, slot: usize, time: u64) {
+        if self.wide.is_none() {
+            self.widen();
+        }
+        let wide = self.wide.as_mut().expect("invariant: widened");
+        let key = if time == u64::MAX {
+            u128::NONE
+        } else {
+            u128::from(time) << 64 | slot as u128
+        };
+        wide.set(&self.level_start, slot, key);
+    }
+
+    /// Move every timer to 128-bit keys: a time too far for the narrow ones was set.
+    fn widen(&mut self) {
+        let mask = self.slot_mask();
+        let level0 = self.level_start[1];
+        let mut key = vec![u128::NONE; self.narrow.key.len()];
+        for (w, &n) in key[..level0].iter_mut().zip(&self.narrow.key[..level0]) {
+            if n != u64::NONE {
+                *w = u128::from(n >> self.slot_bits) << 64 | u128::from(n & mask);
+            }
+        }
+        let mut wide = Tree { key };
+        wide.rebuild(&self.level_start);
+        self.wide = Some(wide);
+        self.narrow = Tree::default();
     }
 }
 
@@ -520,41 +617,69 @@ mod tests {
         assert_eq!(e.processed(), 6);
     }
 
+    /// Timers behave as one pending event per slot, the latest setting winning. `ops` sets
+    /// (or unsets) a slot some nanoseconds from now: an offset of 10 or more is multiplied by
+    /// `far` (saturating just below the end of time).
+    fn check_timers_against_a_list(
+        slots: usize,
+        ops: Vec<(usize, Option<u64>)>,
+        far: u64,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let mut e: Engine<Ev> = Engine::new();
+        e.use_timers(slots, 0);
+        let mut model: Vec<Option<u64>> = vec![None; slots];
+        for (slot, at) in ops {
+            // Crowd most operations onto a few slots, so that equal times meet.
+            let slot = if slot % 2 == 0 {
+                slot % 9 % slots
+            } else {
+                slot % slots
+            };
+            let at = at.map(|d| {
+                let d = if d >= 10 { d.saturating_mul(far) } else { d };
+                e.now().0.saturating_add(d).min(u64::MAX - 1)
+            });
+            e.set_timer(slot, at.map(SimTime));
+            model[slot] = at;
+            // Every few operations, fire the earliest timer of the model.
+            if slot % 3 == 0 {
+                let want = model
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(s, t)| t.map(|t| (t, s)))
+                    .min();
+                let got = e.pop_any().map(|(t, p)| (t.0, p));
+                match want {
+                    Some((t, s)) => {
+                        proptest::prop_assert_eq!(got, Some((t, Popped::Timer(s))));
+                        model[s] = None;
+                    }
+                    None => proptest::prop_assert!(got.is_none()),
+                }
+            }
+        }
+        Ok(())
+    }
+
     proptest::proptest! {
-        /// Timers behave as one pending event per slot, the latest setting winning (times
-        /// drawn from a short range, so that equal times are common; up to 600 slots, so
-        /// that the tree has up to four levels and padded groups).
+        /// Times drawn from a short range, so that equal times are common; up to 600 slots,
+        /// so that the tree has up to four levels and padded groups.
         #[test]
         fn timers_match_a_list_of_pending_instants(
             slots in 1usize..600,
             ops in proptest::collection::vec((0usize..600, proptest::option::of(0u64..12)), 1..300),
         ) {
-            let mut e: Engine<Ev> = Engine::new();
-            e.use_timers(slots, 0);
-            let mut model: Vec<Option<u64>> = vec![None; slots];
-            for (slot, at) in ops {
-                // Crowd most operations onto a few slots, so that equal times meet.
-                let slot = if slot % 2 == 0 { slot % 9 % slots } else { slot % slots };
-                let at = at.map(|d| e.now().0 + d);
-                e.set_timer(slot, at.map(SimTime));
-                model[slot] = at;
-                // Every few operations, fire the earliest timer of the model.
-                if slot % 3 == 0 {
-                    let want = model
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(s, t)| t.map(|t| (t, s)))
-                        .min();
-                    let got = e.pop_any().map(|(t, p)| (t.0, p));
-                    match want {
-                        Some((t, s)) => {
-                            proptest::prop_assert_eq!(got, Some((t, Popped::Timer(s))));
-                            model[s] = None;
-                        }
-                        None => proptest::prop_assert!(got.is_none()),
-                    }
-                }
-            }
+            check_timers_against_a_list(slots, ops, 1)?;
+        }
+
+        /// The same with some times too far for 64-bit keys (beyond 2^54 ns with 600 slots):
+        /// the tree moves to 128-bit keys on the way.
+        #[test]
+        fn timers_far_in_the_future_match_a_list_too(
+            slots in 1usize..600,
+            ops in proptest::collection::vec((0usize..600, proptest::option::of(0u64..12)), 1..300),
+        ) {
+            check_timers_against_a_list(slots, ops, 1 << 55)?;
         }
     }
 
