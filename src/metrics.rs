@@ -61,15 +61,34 @@ impl Streaming {
         self.sum_ms += ms;
     }
 
-    fn record_ns(&mut self, ns: u64) {
-        let ms = ns as f64 / 1e6;
-        if ns < 1 << 50 {
-            // Below 2^50 ns (13 days) the round trip ns -> ms -> ns is off by less than 2^-2
-            // ns, so rounding it gives `ns` back.
-            self.hist.saturating_record(ns.max(1));
-            self.sum_ms += ms;
-        } else {
-            self.record_ms(ms);
+    /// Record `ns`, in order: the same histogram (bucket by bucket: counts, and the
+    /// extremes as the histogram reports them) and the same sum as `record_ms` of each
+    /// `x as f64 / 1e6`.
+    fn extend_ns(&mut self, ns: &[u64]) {
+        // Below 2^50 ns (13 days) the round trip ns -> ms -> ns is off by less than 2^-2 ns,
+        // so rounding it gives the value back: the histogram takes it directly.
+        const DIRECT: u64 = 1 << 50;
+        let mut rest = ns;
+        while let Some(&x) = rest.first() {
+            if x >= DIRECT {
+                self.record_ms(x as f64 / 1e6);
+                rest = &rest[1..];
+                continue;
+            }
+            // A request's token gaps mostly fall in one bucket of the histogram (steps of
+            // nearly the same batch): each run of them is one update of the histogram.
+            let v = x.max(1);
+            let low = self.hist.lowest_equivalent(v);
+            let width = self.hist.equivalent_range(v);
+            let run = rest
+                .iter()
+                .take_while(|&&y| y < DIRECT && y.max(1).wrapping_sub(low) < width)
+                .count();
+            self.hist.saturating_record_n(v, run as u64);
+            for &y in &rest[..run] {
+                self.sum_ms += y as f64 / 1e6;
+            }
+            rest = &rest[run..];
         }
     }
 }
@@ -103,7 +122,7 @@ impl Samples {
     pub fn extend_ns(&mut self, ns: &[u64]) {
         match self {
             Samples::Exact(v) => v.extend(ns.iter().map(|&x| x as f64 / 1e6)),
-            Samples::Streaming(s) => ns.iter().for_each(|&x| s.record_ns(x)),
+            Samples::Streaming(s) => s.extend_ns(ns),
         }
     }
 
@@ -473,11 +492,59 @@ mod tests {
         }
     }
 
+    /// Runs of token gaps that end exactly at a bucket's edge, from either side.
+    #[test]
+    fn runs_of_nanoseconds_stop_at_bucket_edges() {
+        let Samples::Streaming(probe) = Samples::streaming() else {
+            panic!("streaming samples");
+        };
+        for v in [
+            1u64,
+            999,
+            1_000,
+            4_095,
+            1 << 20,
+            11_968_511,
+            1 << 40,
+            (1 << 50) - 5,
+        ] {
+            let low = probe.hist.lowest_equivalent(v);
+            let next = low + probe.hist.equivalent_range(v);
+            let ns = [
+                low,
+                next - 1,
+                next,
+                next + 1,
+                low,
+                low.saturating_sub(1),
+                next,
+            ];
+            let (mut by_ms, mut by_ns) = (Samples::streaming(), Samples::streaming());
+            for &x in &ns {
+                by_ms.push(x as f64 / 1e6);
+            }
+            by_ns.extend_ns(&ns);
+            let (Samples::Streaming(a), Samples::Streaming(b)) = (&by_ms, &by_ns) else {
+                panic!("streaming samples");
+            };
+            assert!(a.hist == b.hist, "{v}");
+            assert_eq!(a.sum_ms.to_bits(), b.sum_ms.to_bits(), "{v}");
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn recording_nanoseconds_is_recording_their_milliseconds(
             ns in proptest::collection::vec(
-                proptest::prop_oneof![0u64..1 << 20, 0u64..1 << 45, (1u64 << 49)..1 << 53],
+                // Clustered values too, as token gaps are: runs within one bucket of the
+                // histogram (8,192 ns wide there), and runs that cross into the next.
+                proptest::prop_oneof![
+                    0u64..1 << 20,
+                    0u64..1 << 45,
+                    (1u64 << 49)..1 << 53,
+                    11_960_000u64..11_990_000,
+                    0u64..3,
+                ],
                 1..200,
             ),
         ) {
@@ -499,6 +566,8 @@ mod tests {
             };
             proptest::prop_assert!(a.hist == b.hist);
             proptest::prop_assert_eq!(a.sum_ms.to_bits(), b.sum_ms.to_bits());
+            let ps = [0.001, 0.1, 0.5, 0.9, 0.99, 1.0];
+            proptest::prop_assert_eq!(by_ms.quantiles(&ps), by_ns.quantiles(&ps));
             let (Samples::Exact(a), Samples::Exact(b)) = (&exact_ms, &exact_ns) else {
                 panic!("exact samples");
             };
