@@ -56,6 +56,8 @@ struct Seen {
     batches: u64,
     items: u64,
     state: Vec<u64>,
+    /// [`fingerprint`] of `state`.
+    print: u64,
 }
 
 /// A jump: whole repetitions of the stretch that ended at `base`.
@@ -90,6 +92,14 @@ fn same(a: &[u64], b: &[u64]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
+/// A word that equal states share (and different ones seldom do): the noted states are
+/// screened by it without a branch each, and compared in full only where it matches.
+fn fingerprint(state: &[u64]) -> u64 {
+    state
+        .iter()
+        .fold(state.len() as u64, |h, &w| h.rotate_left(7) ^ w)
+}
+
 impl Watch {
     fn forget(&mut self) {
         self.seen.iter_mut().for_each(|s| s.state.clear());
@@ -122,18 +132,29 @@ impl Simulation<'_> {
             self.cycle_scratch = state;
             return;
         }
-        let w = &self.watch[r];
-        let prior = w
-            .seen
-            .iter()
-            .find(|s| !s.state.is_empty() && s.at < now && same(&s.state, &state))
-            .map(|s| (s.at, s.busy_ns, s.batches, s.items));
+        let print = fingerprint(&state);
+        let seen = &self.watch[r].seen;
+        // Candidates as bits, in ring order; then the first that really is equal.
+        let mut candidates = 0u32;
+        for (i, s) in seen.iter().enumerate() {
+            let hit = (s.print == print) & (s.at < now) & !s.state.is_empty();
+            candidates |= u32::from(hit) << i;
+        }
+        let mut prior = None;
+        while candidates != 0 {
+            let s = &seen[candidates.trailing_zeros() as usize];
+            if same(&s.state, &state) {
+                prior = Some((s.at, s.busy_ns, s.batches, s.items));
+                break;
+            }
+            candidates &= candidates - 1;
+        }
         match prior {
             Some(prior) if self.cycle_start(r, now, prior) => {
                 self.cycle_scratch = state;
                 self.watch[r].forget();
             }
-            _ => self.cycle_note(r, now, state),
+            _ => self.cycle_note(r, now, state, print),
         }
     }
 
@@ -168,8 +189,9 @@ impl Simulation<'_> {
         true
     }
 
-    /// Keep `state` (replica `r` just after its dispatch at `now`) in the ring.
-    fn cycle_note(&mut self, r: usize, now: SimTime, state: Vec<u64>) {
+    /// Keep `state` (replica `r` just after its dispatch at `now`; `print` its fingerprint)
+    /// in the ring.
+    fn cycle_note(&mut self, r: usize, now: SimTime, state: Vec<u64>, print: u64) {
         let rep = &self.replicas[r];
         let (busy_ns, batches, items) = (
             self.slicers[rep.partition].busy_ns(),
@@ -187,7 +209,7 @@ impl Simulation<'_> {
         };
         let s = &mut w.seen[slot];
         let old = std::mem::replace(&mut s.state, state);
-        (s.at, s.busy_ns, s.batches, s.items) = (now, busy_ns, batches, items);
+        (s.at, s.busy_ns, s.batches, s.items, s.print) = (now, busy_ns, batches, items, print);
         self.cycle_scratch = old;
     }
 

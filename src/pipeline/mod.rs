@@ -198,7 +198,8 @@ struct Replica {
     /// Requests in the batch running on the GPU.
     in_flight: Vec<Item>,
     batcher: Option<Batcher<Item>>,
-    /// Audio streams open to this (ASR) replica, and the event pending while it is idle.
+    /// Audio streams open to this (ASR) replica, in the order their next chunks arrive (ties:
+    /// the stream opened first), and the event pending while it is idle.
     streams: Vec<streams::Stream>,
     wake: Option<streams::Wake>,
     /// Batch runtime by size (ASR: the same work every chunk), filled on first use.

@@ -50,6 +50,11 @@ impl Stream {
         self.chunks - self.next
     }
 
+    /// What orders streams: when the next chunk arrives, then the opening order.
+    fn key(&self) -> (SimTime, u64) {
+        (self.next_at, self.number)
+    }
+
     /// Skip `dt` ns, in which it sent `sent` chunks.
     pub(super) fn skip(&mut self, dt: u64, sent: u32) {
         self.next_at = self.next_at.plus(dt);
@@ -74,13 +79,18 @@ impl Simulation<'_> {
         self.cycle_touch(replica);
         let number = self.streams_opened;
         self.streams_opened += 1;
-        self.replicas[replica].streams.push(Stream {
-            req,
-            number,
-            next_at: now,
-            next: 0,
-            chunks,
-        });
+        let streams = &mut self.replicas[replica].streams;
+        let at = streams.partition_point(|s| s.key() < (now, number));
+        streams.insert(
+            at,
+            Stream {
+                req,
+                number,
+                next_at: now,
+                next: 0,
+                chunks,
+            },
+        );
         self.arm_chunk(replica);
     }
 
@@ -270,14 +280,13 @@ impl Simulation<'_> {
             .is_some_and(|b| b.busy())
     }
 
-    /// The stream whose next chunk comes first (ties: the stream opened first).
+    /// The stream whose next chunk comes first (ties: the stream opened first): the first,
+    /// as a replica keeps its streams in that order.
     fn earliest(&self, replica: usize) -> Option<(usize, SimTime)> {
         self.replicas[replica]
             .streams
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, s)| (s.next_at, s.number))
-            .map(|(i, s)| (i, s.next_at))
+            .first()
+            .map(|s| (0, s.next_at))
     }
 
     /// Put stream `i`'s next chunk in the replica's batcher, at its arrival time (the stream
@@ -293,7 +302,15 @@ impl Simulation<'_> {
         s.next_at = at.plus(interval);
         let last = s.next == s.chunks;
         if last {
-            r.streams.swap_remove(i);
+            r.streams.remove(i);
+        } else {
+            // Back to its place in the order: a few steps at most (one per stream whose
+            // next chunk now comes first).
+            let mut j = i;
+            while j + 1 < r.streams.len() && r.streams[j + 1].key() < r.streams[j].key() {
+                r.streams.swap(j, j + 1);
+                j += 1;
+            }
         }
         r.batcher
             .as_mut()
