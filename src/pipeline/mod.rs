@@ -211,6 +211,8 @@ struct Replica {
     /// Serving (else crashed and restarting); `epoch` counts its crashes.
     epoch: u32,
     up: bool,
+    /// Its partition is shared under MPS (its jobs carry their phases' demands).
+    mps: bool,
     stage: Stage,
     batches: u64,
     batch_items: u64,
@@ -457,12 +459,16 @@ impl<'a> Simulation<'a> {
                 kv_block_bytes: r.kv_block_bytes,
                 kv_blocks_seen: 0,
                 up: true,
+                mps: false, // set below, once every context is on its partition
                 epoch: 0,
                 down: Vec::new(),
                 fault: None,
                 step_at: None,
                 solo: None,
             });
+        }
+        for r in &mut replicas {
+            r.mps = slicers[r.partition].needs_phases();
         }
         let mut solo_of = vec![None; slicers.len()];
         for (i, r) in replicas.iter().enumerate() {
@@ -1026,8 +1032,8 @@ impl<'a> Simulation<'a> {
     /// size, and (under MPS only) its phases' demands.
     fn batch_time(&mut self, replica: usize, items: &[Item]) -> (u64, Vec<Demand>) {
         let exp = self.exp;
-        let mps = self.slicers[self.replicas[replica].partition].needs_phases();
         let r = &mut self.replicas[replica];
+        let mps = r.mps;
         let m = &exp.models[r.model as usize];
         let part = &exp.partitions[r.partition].resources;
         let mut phases = Vec::new();
@@ -1037,12 +1043,15 @@ impl<'a> Simulation<'a> {
                 if r.batch_ns.len() <= n {
                     r.batch_ns.resize(n + 1, 0);
                 }
-                let work = a.chunk.work(n as u32);
-                if r.batch_ns[n] == 0 {
-                    r.batch_ns[n] = exec_time(&work, part, &m.efficiency).ns();
-                }
-                if mps {
-                    phases.push(Demand::of(&work, part, &m.efficiency));
+                // The work only for a size not timed yet, or for its phases under MPS.
+                if r.batch_ns[n] == 0 || mps {
+                    let work = a.chunk.work(n as u32);
+                    if r.batch_ns[n] == 0 {
+                        r.batch_ns[n] = exec_time(&work, part, &m.efficiency).ns();
+                    }
+                    if mps {
+                        phases.push(Demand::of(&work, part, &m.efficiency));
+                    }
                 }
                 (r.batch_ns[n], phases)
             }
@@ -1285,7 +1294,7 @@ impl<'a> Simulation<'a> {
             profile,
             part: &self.exp.partitions[r.partition].resources,
             eff: &m.efficiency,
-            phases: self.slicers[r.partition].needs_phases(),
+            phases: r.mps,
         }
     }
 
