@@ -133,6 +133,72 @@ impl Simulation<'_> {
             return;
         }
         let print = fingerprint(&state);
+        let prior = self.cycle_prior(r, now, &state, print);
+        match prior {
+            Some(prior) if self.cycle_start(r, now, prior) => {
+                self.cycle_scratch = state;
+                self.watch[r].forget();
+            }
+            _ => {
+                self.cycle_note(r, now, state, print);
+                self.run_ahead(r);
+            }
+        }
+    }
+
+    /// Replica `r` dispatched and repeats nothing noted yet: it runs ahead on its own until
+    /// the first of its streams' last chunks arrives (nothing outside it sees any of its
+    /// batches before that), unless something reaches it first. Its batches then run
+    /// locally when it settles (watching for repeats on the way), and the queue holds one
+    /// timer for it, at that instant.
+    fn run_ahead(&mut self, r: usize) {
+        let interval = self.chunk_interval_ns;
+        let rep = &self.replicas[r];
+        let p = rep.partition;
+        let Some(horizon) = rep
+            .streams
+            .iter()
+            .map(|s| s.next_at().plus(u64::from(s.left() - 1) * interval))
+            .min()
+        else {
+            return;
+        };
+        match self.sole_end(p) {
+            Some(end) if end < horizon => {}
+            _ => return, // no batch of its own ends before: nothing to run ahead
+        }
+        // A last chunk already queued or running ends its stream inside the stretch.
+        let b = rep.batcher.as_ref().expect("invariant: asr replicas batch");
+        if rep.in_flight.iter().any(|&(_, last)| last == 1)
+            || b.waiting().any(|&((_, last), _)| last == 1)
+        {
+            return;
+        }
+        self.watch[r].skip = Some(Skip {
+            base: self.engine.now(),
+            class: self.current_class,
+            order: self.current_order,
+            period: 1,
+            cycles: 0,
+            sent: 0,
+            busy_ns: 0,
+            batches: 0,
+            items: 0,
+        });
+        self.cycling_on[p] = Some(r as u32);
+        self.armed[p] = Some(horizon);
+        self.engine.set_timer(p, Some(horizon));
+    }
+
+    /// The first state noted for replica `r` before `now` that equals `state` (fingerprint
+    /// `print`): its time and totals then.
+    fn cycle_prior(
+        &self,
+        r: usize,
+        now: SimTime,
+        state: &[u64],
+        print: u64,
+    ) -> Option<(SimTime, u64, u64, u64)> {
         let seen = &self.watch[r].seen;
         // Candidates as bits, in ring order; then the first that really is equal.
         let mut candidates = 0u32;
@@ -140,22 +206,14 @@ impl Simulation<'_> {
             let hit = (s.print == print) & (s.at < now) & !s.state.is_empty();
             candidates |= u32::from(hit) << i;
         }
-        let mut prior = None;
         while candidates != 0 {
             let s = &seen[candidates.trailing_zeros() as usize];
-            if same(&s.state, &state) {
-                prior = Some((s.at, s.busy_ns, s.batches, s.items));
-                break;
+            if same(&s.state, state) {
+                return Some((s.at, s.busy_ns, s.batches, s.items));
             }
             candidates &= candidates - 1;
         }
-        match prior {
-            Some(prior) if self.cycle_start(r, now, prior) => {
-                self.cycle_scratch = state;
-                self.watch[r].forget();
-            }
-            _ => self.cycle_note(r, now, state, print),
-        }
+        None
     }
 
     /// Replica `r`'s state after its dispatch at `now`, relative to `now`, into `out`; false
@@ -216,6 +274,28 @@ impl Simulation<'_> {
     /// Replica `r` at `now` is where it was at `prior` (its time and totals then): jump over
     /// the whole repetitions its streams allow. False if they allow none.
     fn cycle_start(&mut self, r: usize, now: SimTime, prior: (SimTime, u64, u64, u64)) -> bool {
+        let Some(skip) = self.cycle_repeat(r, now, prior) else {
+            return false;
+        };
+        let p = self.replicas[r].partition;
+        let end = self.sole_end(p).expect("invariant: a batch runs");
+        let horizon = end.plus(skip.cycles * skip.period);
+        self.watch[r].skip = Some(skip);
+        self.cycling_on[p] = Some(r as u32);
+        self.armed[p] = Some(horizon);
+        self.engine.set_timer(p, Some(horizon));
+        true
+    }
+
+    /// The jump from replica `r`'s dispatch at `now` (the event being handled, or a local
+    /// one) back where it was at `prior`: every whole repetition its streams allow. `None`
+    /// if they allow none.
+    fn cycle_repeat(
+        &self,
+        r: usize,
+        now: SimTime,
+        prior: (SimTime, u64, u64, u64),
+    ) -> Option<Skip> {
         let (at, busy_then, batches_then, items_then) = prior;
         let period = now.since(at);
         let interval = self.chunk_interval_ns;
@@ -230,10 +310,10 @@ impl Simulation<'_> {
             .min()
             .unwrap_or(0);
         if cycles == 0 {
-            return false;
+            return None;
         }
         let p = rep.partition;
-        let skip = Skip {
+        Some(Skip {
             base: now,
             class: self.current_class,
             order: self.current_order,
@@ -243,14 +323,7 @@ impl Simulation<'_> {
             busy_ns: self.slicers[p].busy_ns() - busy_then,
             batches: rep.batches - batches_then,
             items: rep.batch_items - items_then,
-        };
-        let end = self.sole_end(p).expect("invariant: a batch runs");
-        let horizon = end.plus(cycles * period);
-        self.watch[r].skip = Some(skip);
-        self.cycling_on[p] = Some(r as u32);
-        self.armed[p] = Some(horizon);
-        self.engine.set_timer(p, Some(horizon));
-        true
+        })
     }
 
     /// The replica jumping on partition `p`, if any.
@@ -303,27 +376,14 @@ impl Simulation<'_> {
         if k > 0 && !before(closes(k), bound) {
             k -= 1;
         }
-        if k > 0 {
-            let dt = k * s.period;
-            let rep = &mut self.replicas[r];
-            for st in &mut rep.streams {
-                st.skip(dt, s.sent * k as u32);
-            }
-            rep.batcher
-                .as_mut()
-                .expect("invariant: asr replicas batch")
-                .shift(dt);
-            rep.batches += k * s.batches;
-            rep.batch_items += k * s.items;
-            let Device::Sole(d) = &mut self.slicers[p] else {
-                unreachable!("invariant: only sole partitions jump");
-            };
-            d.shift(dt, k * s.busy_ns);
-        }
-        if k == s.cycles {
+        self.cycle_shift(r, &s, k);
+        if s.cycles > 0 && k == s.cycles {
             return false; // at the last repetition's dispatch: its completion is queued
         }
-        // The part repetition, event by event, without the queue.
+        // The part repetition, or the stretch run ahead, event by event, without the queue.
+        // A dispatch on the way is watched as one from the queue would be, and a repeat
+        // jumps at once over the whole repetitions that end before `bound`.
+        let outer = self.dispatched.take();
         self.committing = true;
         while let Some(next) = self.cycle_next(r) {
             let key = match next {
@@ -339,9 +399,65 @@ impl Simulation<'_> {
                 Local::Wake((t, stream)) if stream == streams::TIMER => self.batch_timer(t, r),
                 Local::Wake((t, stream)) => self.chunk_arrives(t, r, stream),
             }
+            if self.dispatched.take().is_some() {
+                self.cycle_watch_local(r, key, bound);
+            }
         }
         self.committing = false;
+        self.dispatched = outer;
         true
+    }
+
+    /// Add `k` repetitions of `s` to replica `r` at once: stream positions, queue times, the
+    /// partition's running job and busy time, batch counts.
+    fn cycle_shift(&mut self, r: usize, s: &Skip, k: u64) {
+        if k == 0 {
+            return;
+        }
+        let p = self.replicas[r].partition;
+        let dt = k * s.period;
+        let rep = &mut self.replicas[r];
+        for st in &mut rep.streams {
+            st.skip(dt, s.sent * k as u32);
+        }
+        rep.batcher
+            .as_mut()
+            .expect("invariant: asr replicas batch")
+            .shift(dt);
+        rep.batches += k * s.batches;
+        rep.batch_items += k * s.items;
+        let Device::Sole(d) = &mut self.slicers[p] else {
+            unreachable!("invariant: only sole partitions jump");
+        };
+        d.shift(dt, k * s.busy_ns);
+    }
+
+    /// Replica `r`, settling, dispatched in its local event at `key`: note its state, and
+    /// if it repeats one noted before, add the whole repetitions that end before `bound`.
+    fn cycle_watch_local(&mut self, r: usize, key: Key, bound: Key) {
+        let now = key.0;
+        let mut state = std::mem::take(&mut self.cycle_scratch);
+        if !self.cycle_state(r, now, &mut state) {
+            self.cycle_scratch = state;
+            return;
+        }
+        let print = fingerprint(&state);
+        let Some(prior) = self.cycle_prior(r, now, &state, print) else {
+            self.cycle_note(r, now, state, print);
+            return;
+        };
+        self.cycle_scratch = state;
+        let Some(s) = self.cycle_repeat(r, now, prior) else {
+            return;
+        };
+        // The dispatch k repetitions on must still come before `bound`.
+        let closes = |k: u64| (now.plus(k * s.period), key.1, key.2);
+        let mut k = (bound.0.0.saturating_sub(now.0) / s.period).min(s.cycles);
+        while k > 0 && !before(closes(k), bound) {
+            k -= 1;
+        }
+        self.cycle_shift(r, &s, k);
+        self.watch[r].forget();
     }
 
     /// When the job on sole partition `p` ends, if one runs.

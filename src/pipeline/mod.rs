@@ -707,6 +707,9 @@ impl<'a> Simulation<'a> {
                 }
                 if let Some(r) = self.cycling_owner(p) {
                     self.cycle_settle(r, self.current_key());
+                    if self.armed[p] != Some(now) {
+                        return; // the horizon of a replica running ahead, not a completion
+                    }
                 }
                 self.device_done(now, p);
             }
@@ -1015,7 +1018,7 @@ impl<'a> Simulation<'a> {
                 },
             ),
             Decision::Dispatch(items) => {
-                if !self.committing && self.replicas[replica].stage == Stage::Asr {
+                if self.replicas[replica].stage == Stage::Asr {
                     self.dispatched = Some(replica as u32);
                 }
                 let (ns, phases) = self.batch_time(replica, &items);

@@ -45,6 +45,11 @@ impl Stream {
         (self.number, self.next_at.since(now))
     }
 
+    /// When its next chunk arrives.
+    pub(super) fn next_at(&self) -> SimTime {
+        self.next_at
+    }
+
     /// Chunks it has not sent yet.
     pub(super) fn left(&self) -> u32 {
         self.chunks - self.next
