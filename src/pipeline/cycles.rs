@@ -24,9 +24,19 @@
 //! once (stream positions, queue times, the GPU's running job and busy time, batch counts,
 //! all shifted or multiplied), and the events of the part repetition before it run one by
 //! one with the same code as from the queue, ordered against the event being handled as the
-//! queue would have ordered them. Results are identical to one event per batch
-//! (`Simulation::without_run_ahead`; tested); busy timelines would need the shape of each
-//! repetition, so a run that records them does not jump.
+//! queue would have ordered them.
+//!
+//! A dispatch whose state repeats nothing noted yet (the first batches after a touch, the
+//! last ones before a stream ends) does not wait for a repeat either: the replica runs ahead
+//! ([`Simulation::run_ahead`]). Nothing outside it sees any of its batches before the first
+//! of its streams' last chunks arrives, so the queue holds one timer for it, at that
+//! instant, and its state stays where it was. When it settles (that timer, or a touch), its
+//! batches up to that moment run locally, one by one; each dispatch on the way is noted, and
+//! a repeat adds at once the whole repetitions that end before the settling event.
+//!
+//! Results are identical to one event per batch (`Simulation::without_run_ahead`; tested);
+//! busy timelines would need the shape of each repetition, so a run that records them
+//! neither jumps nor runs ahead.
 
 use super::solo::{Key, before};
 use super::{Simulation, Stage, streams};
