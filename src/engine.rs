@@ -216,9 +216,10 @@ impl<K: TimerKey> Tree<K> {
 
     /// Recompute every inner node from the leaves.
     fn rebuild(&mut self, level_start: &[usize]) {
-        for w in level_start.windows(2) {
+        let ends = level_start[2..].iter().copied().chain([self.key.len()]);
+        for (w, end) in level_start.windows(2).zip(ends) {
             let (below, here) = (w[0], w[1]);
-            for node in here..level_start_end(level_start, here, self.key.len()) {
+            for node in here..end {
                 let first = below + (node - here) * FAN;
                 self.key[node] = if first < here {
                     self.key[first..first + FAN]
@@ -232,15 +233,6 @@ impl<K: TimerKey> Tree<K> {
             }
         }
     }
-}
-
-/// Where the level starting at `start` ends.
-fn level_start_end(level_start: &[usize], start: usize, total: usize) -> usize {
-    level_start
-        .iter()
-        .copied()
-        .find(|&s| s > start)
-        .unwrap_or(total)
 }
 
 impl Timers {

@@ -46,15 +46,34 @@ use crate::sharing::Device;
 /// Dispatch states kept per replica while looking for a repeat.
 const SEEN: usize = 6;
 
-/// One replica's recent dispatch states and its jump in progress.
+/// One replica's recent dispatch states, and how it is away from the queue.
 #[derive(Debug, Default)]
 pub(super) struct Watch {
     /// States since the replica was last reached from outside (a ring of at most [`SEEN`]).
     seen: Vec<Seen>,
     /// The ring slot written next once it is full.
     next: usize,
-    /// The jump in progress.
-    skip: Option<Skip>,
+    /// Its jump or run-ahead in progress: its state stands where it was then.
+    away: Option<Away>,
+}
+
+/// Why a replica's state stands still while time goes on.
+#[derive(Clone, Copy, Debug)]
+enum Away {
+    /// Jumping over whole repetitions; the queue holds the completion after the last.
+    Jump(Skip),
+    /// Running ahead; the queue holds a timer at the first of its streams' last chunks.
+    Ahead,
+}
+
+/// What a dispatch's state tells (see [`Simulation::cycle_look`]).
+enum Look {
+    /// Not a state a repetition can start from.
+    Nothing,
+    /// A state noted now: no repeat yet.
+    Noted,
+    /// A repeat: the jump it allows.
+    Repeats(Skip),
 }
 
 /// The replica's state just after a dispatch, relative to that instant, and its running
@@ -87,6 +106,19 @@ struct Skip {
     busy_ns: u64,
     batches: u64,
     items: u64,
+}
+
+impl Skip {
+    /// The whole repetitions that end (at the dispatch closing them) before the event at
+    /// `bound`.
+    fn before(&self, bound: Key) -> u64 {
+        let closes = |k: u64| (self.base.plus(k * self.period), self.class, self.order);
+        let mut k = (bound.0.0.saturating_sub(self.base.0) / self.period).min(self.cycles);
+        if k > 0 && !before(closes(k), bound) {
+            k -= 1;
+        }
+        k
+    }
 }
 
 /// What runs next for a settling replica.
@@ -133,25 +165,38 @@ impl Simulation<'_> {
     /// Replica `r` dispatched a batch at `now` (the event being handled): note its state, and
     /// jump if it repeats one noted before.
     pub(super) fn cycle_watch(&mut self, r: usize) {
-        if !self.may_cycle(r) || self.watch[r].skip.is_some() {
+        if !self.may_cycle(r) || self.watch[r].away.is_some() {
             return;
         }
-        let now = self.engine.now();
+        match self.cycle_look(r, self.current_key()) {
+            Look::Nothing => {}
+            Look::Noted => self.run_ahead(r),
+            Look::Repeats(skip) => self.cycle_start(r, skip),
+        }
+    }
+
+    /// Replica `r` dispatched in the event at `at` (from the queue, or local): note its
+    /// state, or find the jump it repeats.
+    fn cycle_look(&mut self, r: usize, at: Key) -> Look {
+        let now = at.0;
         let mut state = std::mem::take(&mut self.cycle_scratch);
         if !self.cycle_state(r, now, &mut state) {
             self.cycle_scratch = state;
-            return;
+            return Look::Nothing;
         }
         let print = fingerprint(&state);
-        let prior = self.cycle_prior(r, now, &state, print);
-        match prior {
-            Some(prior) if self.cycle_start(r, now, prior) => {
+        let skip = self
+            .cycle_prior(r, now, &state, print)
+            .and_then(|prior| self.cycle_repeat(r, at, prior));
+        match skip {
+            Some(skip) => {
                 self.cycle_scratch = state;
                 self.watch[r].forget();
+                Look::Repeats(skip)
             }
-            _ => {
+            None => {
                 self.cycle_note(r, now, state, print);
-                self.run_ahead(r);
+                Look::Noted
             }
         }
     }
@@ -184,17 +229,7 @@ impl Simulation<'_> {
         {
             return;
         }
-        self.watch[r].skip = Some(Skip {
-            base: self.engine.now(),
-            class: self.current_class,
-            order: self.current_order,
-            period: 1,
-            cycles: 0,
-            sent: 0,
-            busy_ns: 0,
-            batches: 0,
-            items: 0,
-        });
+        self.watch[r].away = Some(Away::Ahead);
         self.cycling_on[p] = Some(r as u32);
         self.armed[p] = Some(horizon);
         self.engine.set_timer(p, Some(horizon));
@@ -281,33 +316,23 @@ impl Simulation<'_> {
         self.cycle_scratch = old;
     }
 
-    /// Replica `r` at `now` is where it was at `prior` (its time and totals then): jump over
-    /// the whole repetitions its streams allow. False if they allow none.
-    fn cycle_start(&mut self, r: usize, now: SimTime, prior: (SimTime, u64, u64, u64)) -> bool {
-        let Some(skip) = self.cycle_repeat(r, now, prior) else {
-            return false;
-        };
+    /// Replica `r` jumps over the whole repetitions of `skip`: its state stays, and the
+    /// queue holds the completion of the batch running at the end of the last.
+    fn cycle_start(&mut self, r: usize, skip: Skip) {
         let p = self.replicas[r].partition;
         let end = self.sole_end(p).expect("invariant: a batch runs");
         let horizon = end.plus(skip.cycles * skip.period);
-        self.watch[r].skip = Some(skip);
+        self.watch[r].away = Some(Away::Jump(skip));
         self.cycling_on[p] = Some(r as u32);
         self.armed[p] = Some(horizon);
         self.engine.set_timer(p, Some(horizon));
-        true
     }
 
-    /// The jump from replica `r`'s dispatch at `now` (the event being handled, or a local
-    /// one) back where it was at `prior`: every whole repetition its streams allow. `None`
-    /// if they allow none.
-    fn cycle_repeat(
-        &self,
-        r: usize,
-        now: SimTime,
-        prior: (SimTime, u64, u64, u64),
-    ) -> Option<Skip> {
+    /// The jump from replica `r`'s dispatch in the event at `from` back where it was at
+    /// `prior`: every whole repetition its streams allow. `None` if they allow none.
+    fn cycle_repeat(&self, r: usize, from: Key, prior: (SimTime, u64, u64, u64)) -> Option<Skip> {
         let (at, busy_then, batches_then, items_then) = prior;
-        let period = now.since(at);
+        let period = from.0.since(at);
         let interval = self.chunk_interval_ns;
         // Equal chunk phases mean every stream sent the same whole number of chunks.
         debug_assert_eq!(period % interval, 0);
@@ -324,9 +349,9 @@ impl Simulation<'_> {
         }
         let p = rep.partition;
         Some(Skip {
-            base: now,
-            class: self.current_class,
-            order: self.current_order,
+            base: from.0,
+            class: from.1,
+            order: from.2,
             period,
             cycles,
             sent: u32::try_from(sent).expect("invariant: a repetition is a few chunks"),
@@ -344,7 +369,7 @@ impl Simulation<'_> {
     /// Something reaches replica `r` now (a stream opens or closes, it crashes): it catches
     /// up to the event being handled and forgets the states it noted.
     pub(super) fn cycle_touch(&mut self, r: usize) {
-        if self.watch[r].skip.is_some() {
+        if self.watch[r].away.is_some() {
             self.cycle_settle(r, self.current_key());
         }
         self.watch[r].forget();
@@ -376,19 +401,17 @@ impl Simulation<'_> {
     /// whole repetitions before it and run the rest one event at a time. False if its
     /// queued event is still the right one (it stands at the last repetition's dispatch).
     fn cycle_catch_up(&mut self, r: usize, bound: Key) -> bool {
-        let Some(s) = self.watch[r].skip.take() else {
+        let Some(away) = self.watch[r].away.take() else {
             return false;
         };
         let p = self.replicas[r].partition;
         self.cycling_on[p] = None;
-        let closes = |k: u64| (s.base.plus(k * s.period), s.class, s.order);
-        let mut k = (bound.0.0.saturating_sub(s.base.0) / s.period).min(s.cycles);
-        if k > 0 && !before(closes(k), bound) {
-            k -= 1;
-        }
-        self.cycle_shift(r, &s, k);
-        if s.cycles > 0 && k == s.cycles {
-            return false; // at the last repetition's dispatch: its completion is queued
+        if let Away::Jump(s) = away {
+            let k = s.before(bound);
+            self.cycle_shift(r, &s, k);
+            if k == s.cycles {
+                return false; // at the last repetition's dispatch: its completion is queued
+            }
         }
         // The part repetition, or the stretch run ahead, event by event, without the queue.
         // A dispatch on the way is watched as one from the queue would be, and a repeat
@@ -409,8 +432,10 @@ impl Simulation<'_> {
                 Local::Wake((t, stream)) if stream == streams::TIMER => self.batch_timer(t, r),
                 Local::Wake((t, stream)) => self.chunk_arrives(t, r, stream),
             }
-            if self.dispatched.take().is_some() {
-                self.cycle_watch_local(r, key, bound);
+            if self.dispatched.take().is_some()
+                && let Look::Repeats(s) = self.cycle_look(r, key)
+            {
+                self.cycle_shift(r, &s, s.before(bound));
             }
         }
         self.committing = false;
@@ -440,34 +465,6 @@ impl Simulation<'_> {
             unreachable!("invariant: only sole partitions jump");
         };
         d.shift(dt, k * s.busy_ns);
-    }
-
-    /// Replica `r`, settling, dispatched in its local event at `key`: note its state, and
-    /// if it repeats one noted before, add the whole repetitions that end before `bound`.
-    fn cycle_watch_local(&mut self, r: usize, key: Key, bound: Key) {
-        let now = key.0;
-        let mut state = std::mem::take(&mut self.cycle_scratch);
-        if !self.cycle_state(r, now, &mut state) {
-            self.cycle_scratch = state;
-            return;
-        }
-        let print = fingerprint(&state);
-        let Some(prior) = self.cycle_prior(r, now, &state, print) else {
-            self.cycle_note(r, now, state, print);
-            return;
-        };
-        self.cycle_scratch = state;
-        let Some(s) = self.cycle_repeat(r, now, prior) else {
-            return;
-        };
-        // The dispatch k repetitions on must still come before `bound`.
-        let closes = |k: u64| (now.plus(k * s.period), key.1, key.2);
-        let mut k = (bound.0.0.saturating_sub(now.0) / s.period).min(s.cycles);
-        while k > 0 && !before(closes(k), bound) {
-            k -= 1;
-        }
-        self.cycle_shift(r, &s, k);
-        self.watch[r].forget();
     }
 
     /// When the job on sole partition `p` ends, if one runs.

@@ -56,7 +56,7 @@ impl Stream {
     }
 
     /// What orders streams: when the next chunk arrives, then the opening order.
-    fn key(&self) -> (SimTime, u64) {
+    fn key(&self) -> Wake {
         (self.next_at, self.number)
     }
 
@@ -131,12 +131,11 @@ impl Simulation<'_> {
             return; // it queues with the others when the running batch ends
         }
         loop {
-            let (i, at) = self
+            let next = self
                 .earliest(replica)
                 .expect("invariant: an armed chunk's stream is open");
-            let number = self.replicas[replica].streams[i].number;
-            let d = self.deliver(replica, i);
-            if (at, number) == (now, stream) {
+            let d = self.deliver(replica);
+            if next == (now, stream) {
                 self.apply(now, replica, d);
                 break;
             }
@@ -177,16 +176,16 @@ impl Simulation<'_> {
         // arrival, which leaves it as deciding at each would.
         let once = self.waits_for_dispatch(replica);
         let mut last = None;
-        while let Some((i, at)) = self.earliest(replica) {
+        while let Some((at, _)) = self.earliest(replica) {
             if at > now || (at == now && CHUNK_CLASS >= class) {
                 break;
             }
             if once {
-                self.enqueue(replica, i);
+                self.enqueue(replica);
                 last = Some(at);
                 continue;
             }
-            let d = self.deliver(replica, i);
+            let d = self.deliver(replica);
             debug_assert!(
                 !matches!(d, Decision::Dispatch(_)),
                 "invariant: chunks caught up dispatch nothing (the armed event does)"
@@ -214,10 +213,7 @@ impl Simulation<'_> {
         let next = if self.waits_for_dispatch(replica) {
             self.next_dispatch(replica)
         } else {
-            self.earliest(replica).map(|(i, at)| {
-                let s = &self.replicas[replica].streams[i];
-                (at, s.number)
-            })
+            self.earliest(replica)
         };
         if next == self.replicas[replica].wake {
             return;
@@ -285,33 +281,30 @@ impl Simulation<'_> {
             .is_some_and(|b| b.busy())
     }
 
-    /// The stream whose next chunk comes first (ties: the stream opened first): the first,
-    /// as a replica keeps its streams in that order.
-    fn earliest(&self, replica: usize) -> Option<(usize, SimTime)> {
-        self.replicas[replica]
-            .streams
-            .first()
-            .map(|s| (0, s.next_at))
+    /// When the next chunk to come arrives, and its stream's number: the first stream's, as a
+    /// replica keeps its streams in the order of their next chunks (ties: opened first).
+    fn earliest(&self, replica: usize) -> Option<Wake> {
+        self.replicas[replica].streams.first().map(Stream::key)
     }
 
-    /// Put stream `i`'s next chunk in the replica's batcher, at its arrival time (the stream
-    /// closes after its last), without the batcher's decision; returns that time. Inlined:
-    /// a catch-up calls it for every chunk.
+    /// Put the next chunk to come (the first stream's) in the replica's batcher, at its
+    /// arrival time (the stream closes after its last), without the batcher's decision;
+    /// returns that time. Inlined: a catch-up calls it for every chunk.
     #[inline(always)]
-    fn enqueue(&mut self, replica: usize, i: usize) -> SimTime {
+    fn enqueue(&mut self, replica: usize) -> SimTime {
         let interval = self.chunk_interval_ns;
         let r = &mut self.replicas[replica];
-        let s = &mut r.streams[i];
+        let s = &mut r.streams[0];
         let (req, at) = (s.req, s.next_at);
         s.next += 1;
         s.next_at = at.plus(interval);
         let last = s.next == s.chunks;
         if last {
-            r.streams.remove(i);
+            r.streams.remove(0);
         } else {
             // Back to its place in the order: a few steps at most (one per stream whose
             // next chunk now comes first).
-            let mut j = i;
+            let mut j = 0;
             while j + 1 < r.streams.len() && r.streams[j + 1].key() < r.streams[j].key() {
                 r.streams.swap(j, j + 1);
                 j += 1;
@@ -325,8 +318,8 @@ impl Simulation<'_> {
     }
 
     /// [`Self::enqueue`], and the batcher's decision at the chunk's arrival.
-    fn deliver(&mut self, replica: usize, i: usize) -> Decision<super::Item> {
-        let at = self.enqueue(replica, i);
+    fn deliver(&mut self, replica: usize) -> Decision<super::Item> {
+        let at = self.enqueue(replica);
         self.batcher_mut(replica).decide_at(at.0)
     }
 
