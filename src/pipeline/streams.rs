@@ -302,8 +302,8 @@ impl Simulation<'_> {
         if last {
             r.streams.remove(0);
         } else {
-            // Back to its place in the order: a few steps at most (one per stream whose
-            // next chunk now comes first).
+            // Back to its place in the order: past every stream whose next chunk now comes
+            // first (usually all of them, as streams send at one interval).
             let mut j = 0;
             while j + 1 < r.streams.len() && r.streams[j + 1].key() < r.streams[j].key() {
                 r.streams.swap(j, j + 1);
