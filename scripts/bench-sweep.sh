@@ -3,13 +3,13 @@
 # (320 runs, long enough that process start and loading do not dominate), timed with one
 # and with two worker threads, alternated three times; the two outputs must be identical.
 #
-#   bash scripts/bench-sweep.sh [BINARY]     # default: target/release/gpushare
+#   bash scripts/bench-sweep.sh [BINARY]     # default: target/fastest/gpushare
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin=${1:-target/release/gpushare}
+bin=${1:-target/fastest/gpushare}
 if [ ! -x "$bin" ]; then
-    echo "error: $bin is not an executable (build it with: cargo build --release)" >&2
+    echo "error: $bin is not an executable (build it with: cargo build --profile fastest)" >&2
     exit 1
 fi
 work=$(mktemp -d)

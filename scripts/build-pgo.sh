@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Profile-guided build: the same code, laid out by the compiler for the branches a run takes.
-# Results are byte-identical to the plain release build; only speed differs (see
+# Results are byte-identical to the plain builds; only speed differs (see
 # BENCHMARKS.md, "Tenth round").
 #
-#   bash scripts/build-pgo.sh          # -> target/pgo/release/gpushare
+#   bash scripts/build-pgo.sh          # -> target/pgo/fastest/gpushare
 #
 # Training runs the shipped experiments that are not benchmarked (the 10-GPU fleet, the seed
 # study and the batching, fault, KV-cache and MPS studies), never the 1,000-GPU fleet itself.
@@ -30,10 +30,10 @@ profiles=$(cd "$work/profiles" && pwd)
 
 echo "1/3 instrumented build" >&2
 RUSTFLAGS="-Cprofile-generate=$profiles" \
-    cargo build --release --locked --target-dir "$work/target"
+    cargo build --profile fastest --locked --target-dir "$work/target"
 
 echo "2/3 training runs" >&2
-bin="$work/target/release/gpushare"
+bin="$work/target/fastest/gpushare"
 "$bin" run experiments/fleet/fleet-10.toml --quiet >/dev/null
 for study in seed batching fault kv-cache mps; do
     "$bin" study "experiments/$study-study.toml" >/dev/null
@@ -42,5 +42,5 @@ done
 
 echo "3/3 optimised build" >&2
 RUSTFLAGS="-Cprofile-use=$(pwd)/$work/merged.profdata" \
-    cargo build --release --locked --target-dir target/pgo
-echo "built target/pgo/release/gpushare" >&2
+    cargo build --profile fastest --locked --target-dir target/pgo
+echo "built target/pgo/fastest/gpushare" >&2
