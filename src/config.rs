@@ -100,8 +100,37 @@ pub fn non_negative(origin: &Path, field: &str, x: f64) -> Result<(), InputError
         Err(InputError::invalid(
             origin,
             field,
-            x,
+            num(x),
             "a finite number >= 0",
+        ))
+    }
+}
+
+/// `x` must be finite and in `[lo, hi]` (`unit` follows the bounds in the message, e.g. "s").
+///
+/// Upper bounds keep derived values (job times in integer nanoseconds, counts, allocations)
+/// far from overflow, so the engine never sees a time past its end.
+pub fn in_range(
+    origin: &Path,
+    field: &str,
+    x: f64,
+    lo: f64,
+    hi: f64,
+    unit: &str,
+) -> Result<(), InputError> {
+    if x.is_finite() && (lo..=hi).contains(&x) {
+        Ok(())
+    } else {
+        let unit = if unit.is_empty() {
+            String::new()
+        } else {
+            format!(" {unit}")
+        };
+        Err(InputError::invalid(
+            origin,
+            field,
+            num(x),
+            &format!("a number in [{}, {}]{unit}", num(lo), num(hi)),
         ))
     }
 }
@@ -114,7 +143,7 @@ pub fn fraction(origin: &Path, field: &str, x: f64) -> Result<(), InputError> {
         Err(InputError::invalid(
             origin,
             field,
-            x,
+            num(x),
             "a fraction in (0, 1]",
         ))
     }

@@ -316,19 +316,50 @@ impl ModelProfile {
     }
 
     fn check(&self, origin: &Path) -> Result<(), InputError> {
-        use crate::config::positive;
-        positive(origin, "memory_gb", self.memory_gb)?;
-        crate::config::fraction(origin, "efficiency.compute", self.efficiency.compute)?;
-        crate::config::fraction(origin, "efficiency.memory", self.efficiency.memory)?;
-        crate::config::non_negative(origin, "efficiency.launch_us", self.efficiency.launch_us)?;
+        use crate::config::{in_range, positive};
+        use limits::*;
+        in_range(
+            origin,
+            "memory_gb",
+            self.memory_gb,
+            1e-3,
+            MAX_MEMORY_GB,
+            "GB",
+        )?;
+        let eff = &self.efficiency;
+        in_range(
+            origin,
+            "efficiency.compute",
+            eff.compute,
+            MIN_EFFICIENCY,
+            1.0,
+            "",
+        )?;
+        in_range(
+            origin,
+            "efficiency.memory",
+            eff.memory,
+            MIN_EFFICIENCY,
+            1.0,
+            "",
+        )?;
+        in_range(
+            origin,
+            "efficiency.launch_us",
+            eff.launch_us,
+            0.0,
+            MAX_LAUNCH_US,
+            "us",
+        )?;
         let groups: Vec<(&str, &KernelGroup)> = match &self.kind {
             ModelKind::Asr(a) => {
-                positive(origin, "chunk_ms", a.chunk_ms)?;
+                in_range(origin, "chunk_ms", a.chunk_ms, 1.0, MAX_CHUNK_MS, "ms")?;
                 vec![("chunk", &a.chunk)]
             }
             ModelKind::Tts(t) => {
-                positive(origin, "speech_s_per_token", t.speech_s_per_token)?;
-                positive(origin, "frames_per_speech_s", t.frames_per_speech_s)?;
+                let (s, f) = (t.speech_s_per_token, t.frames_per_speech_s);
+                in_range(origin, "speech_s_per_token", s, 1e-4, 10.0, "s")?;
+                in_range(origin, "frames_per_speech_s", f, 1e-3, MAX_FRAMES_PER_S, "")?;
                 vec![
                     ("encoder", &t.encoder),
                     ("decoder_step", &t.decoder_step),
@@ -336,50 +367,91 @@ impl ModelProfile {
                 ]
             }
             ModelKind::Llm(l) => {
-                positive(origin, "params", l.params)?;
-                positive(origin, "bytes_per_param", l.bytes_per_param)?;
-                positive(origin, "kv_bytes_per_token", l.kv_bytes_per_token)?;
+                in_range(origin, "params", l.params, 1.0, MAX_PARAMS, "")?;
+                in_range(origin, "bytes_per_param", l.bytes_per_param, 0.1, 8.0, "")?;
+                let kv = l.kv_bytes_per_token;
+                in_range(
+                    origin,
+                    "kv_bytes_per_token",
+                    kv,
+                    1.0,
+                    MAX_KV_BYTES_PER_TOKEN,
+                    "",
+                )?;
                 positive(origin, "sm_demand_per_token", l.sm_demand_per_token)?;
-                crate::config::non_negative(origin, "runtime_gb", l.runtime_gb)?;
-                crate::config::non_negative(origin, "step_overhead_us", l.step_overhead_us)?;
-                if l.step_overhead_us > 1e6 {
-                    return Err(InputError::invalid(
-                        origin,
-                        "step_overhead_us",
-                        crate::config::num(l.step_overhead_us),
-                        "at most 1e6 us",
-                    ));
-                }
-                crate::config::non_negative(origin, "kernels_per_step", l.kernels_per_step)?;
-                if l.max_batch == 0 {
+                in_range(origin, "runtime_gb", l.runtime_gb, 0.0, MAX_MEMORY_GB, "GB")?;
+                in_range(
+                    origin,
+                    "step_overhead_us",
+                    l.step_overhead_us,
+                    0.0,
+                    1e6,
+                    "us",
+                )?;
+                let k = l.kernels_per_step;
+                in_range(origin, "kernels_per_step", k, 0.0, MAX_KERNELS, "")?;
+                if l.max_batch == 0 || l.max_batch > MAX_BATCH {
                     return Err(InputError::invalid(
                         origin,
                         "max_batch",
-                        "0",
-                        "an integer >= 1",
+                        l.max_batch,
+                        &format!("an integer in [1, {MAX_BATCH}]"),
                     ));
                 }
                 vec![]
             }
         };
         for (name, g) in groups {
-            crate::config::non_negative(origin, &format!("{name}.flops"), g.flops)?;
-            crate::config::non_negative(origin, &format!("{name}.bytes"), g.bytes)?;
-            positive(origin, &format!("{name}.sm_demand"), g.sm_demand)?;
-            crate::config::non_negative(origin, &format!("{name}.kernels"), g.kernels)?;
-            crate::config::non_negative(
+            let field = |f: &str| format!("{name}.{f}");
+            in_range(origin, &field("flops"), g.flops, 0.0, MAX_FLOPS, "")?;
+            in_range(origin, &field("bytes"), g.bytes, 0.0, MAX_BYTES, "")?;
+            positive(origin, &field("sm_demand"), g.sm_demand)?;
+            in_range(origin, &field("kernels"), g.kernels, 0.0, MAX_KERNELS, "")?;
+            let extra = g.bytes_per_extra_item;
+            in_range(
                 origin,
-                &format!("{name}.bytes_per_extra_item"),
-                g.bytes_per_extra_item,
+                &field("bytes_per_extra_item"),
+                extra,
+                0.0,
+                MAX_BYTES,
+                "",
             )?;
             crate::config::non_negative(
                 origin,
-                &format!("{name}.sm_demand_per_extra_item"),
+                &field("sm_demand_per_extra_item"),
                 g.sm_demand_per_extra_item,
             )?;
         }
         Ok(())
     }
+}
+
+/// The ranges a model profile's numbers must lie in. Each is far beyond any real model, and
+/// small enough that the longest job they allow (a whole batch at the lowest efficiency on one
+/// SM) stays below 2^63 ns, so no derived time overflows the engine's clock.
+pub mod limits {
+    /// Most memory a model may need, GB.
+    pub const MAX_MEMORY_GB: f64 = 1e5;
+    /// Lowest compute or memory efficiency (a fraction of peak).
+    pub const MIN_EFFICIENCY: f64 = 1e-3;
+    /// Longest host-side cost of one kernel launch, microseconds.
+    pub const MAX_LAUNCH_US: f64 = 1e4;
+    /// Longest ASR audio chunk, milliseconds.
+    pub const MAX_CHUNK_MS: f64 = 6e4;
+    /// Most TTS frames per second of speech.
+    pub const MAX_FRAMES_PER_S: f64 = 1e5;
+    /// Most LLM parameters.
+    pub const MAX_PARAMS: f64 = 1e13;
+    /// Most KV-cache bytes per token.
+    pub const MAX_KV_BYTES_PER_TOKEN: f64 = 1e8;
+    /// Most FLOPs in one kernel group for one item (a petaFLOP).
+    pub const MAX_FLOPS: f64 = 1e15;
+    /// Most bytes one kernel group moves for one item (10 TB).
+    pub const MAX_BYTES: f64 = 1e13;
+    /// Most kernel launches in one group or LLM step.
+    pub const MAX_KERNELS: f64 = 1e5;
+    /// Largest LLM batch.
+    pub const MAX_BATCH: u32 = 4096;
 }
 
 #[cfg(test)]

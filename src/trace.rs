@@ -13,7 +13,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::InputError;
-use crate::workload::{Arrival, MAX_SECONDS, OnError, TraceFormat, TraceSpec};
+use crate::workload::{
+    Arrival, MAX_EXPECTED_REQUESTS, MAX_SECONDS, OnError, TraceFormat, TraceSpec,
+};
 
 /// Columns of the `csv` format (and fields of `jsonl`): the time, then optional attributes.
 pub const CSV_COLUMNS: [&str; 5] = [
@@ -133,6 +135,20 @@ impl Trace {
                     "a rate_scale (or a window, start_s and end_s) that replays the trace in at \
                      most {MAX_SECONDS:e} s (it would take {} s)",
                     crate::config::num(span_s)
+                ),
+            ));
+        }
+        let expected = plan.expected_arrivals(&trace);
+        if expected > MAX_EXPECTED_REQUESTS {
+            return Err(InputError::invalid(
+                origin,
+                "workload.duration_s",
+                crate::config::num(span_s),
+                &format!(
+                    "a replay of at most {MAX_EXPECTED_REQUESTS:e} requests (looping this \
+                     window for {} s replays about {}): a shorter duration_s",
+                    crate::config::num(span_s),
+                    crate::config::num(expected.round())
                 ),
             ));
         }
@@ -708,6 +724,19 @@ impl Plan {
             None => t,
         };
         Some(scale(t, self.rate_scale))
+    }
+
+    /// About how many arrivals the replay issues: the window's rows once per loop period
+    /// (after scaling) that the replay's duration holds.
+    pub fn expected_arrivals(&self, trace: &Trace) -> f64 {
+        let rows = (self.rows.end - self.rows.start) as f64;
+        match self.period_ns {
+            Some(p) => {
+                let period = p as f64 / self.rate_scale;
+                rows * (self.duration_ns(trace) as f64 / period).ceil().max(1.0)
+            }
+            None => rows,
+        }
     }
 
     /// How long the replay lasts, ns: `duration_s` if set, else the last arrival's time.

@@ -9,20 +9,20 @@ use std::process::Command;
 use tempfile::TempDir;
 
 /// What one run of the binary gave back.
-struct Outcome {
+pub(super) struct Outcome {
     code: Option<i32>,
     stdout: String,
     stderr: String,
 }
 
 impl Outcome {
-    fn success(&self) -> bool {
+    pub(super) fn success(&self) -> bool {
         self.code == Some(0)
     }
 }
 
 /// Run `gpushare` with `args`.
-fn gpushare<S: AsRef<OsStr>>(args: &[S]) -> Outcome {
+pub(super) fn gpushare<S: AsRef<OsStr>>(args: &[S]) -> Outcome {
     let out = Command::new(env!("CARGO_BIN_EXE_gpushare"))
         .args(args)
         .env("RUST_BACKTRACE", "1")
@@ -35,12 +35,12 @@ fn gpushare<S: AsRef<OsStr>>(args: &[S]) -> Outcome {
     }
 }
 
-fn repo() -> PathBuf {
+pub(super) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// `s` as a TOML basic string.
-fn toml_str(s: &str) -> String {
+pub(super) fn toml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
@@ -60,7 +60,7 @@ fn seed_part(stem: &str) -> String {
 
 /// A valid, short experiment written out in full: the seed study's MIG configuration (ASR and
 /// TTS on two 3g.40gb instances of gpu0, the LLM on a dedicated gpu1) under a tiny load.
-fn valid_experiment() -> String {
+pub(super) fn valid_experiment() -> String {
     format!(
         r#"name = "cli-test"
 seed = 1
@@ -113,7 +113,7 @@ replicas = [{{ gpu = "gpu1" }}]
 
 /// `text` with the one occurrence of `from` replaced by `to` (fails if `from` is not there
 /// exactly once, so a test can never silently run the unedited file).
-fn edit(text: &str, from: &str, to: &str) -> String {
+pub(super) fn edit(text: &str, from: &str, to: &str) -> String {
     assert_eq!(
         text.matches(from).count(),
         1,
@@ -123,7 +123,7 @@ fn edit(text: &str, from: &str, to: &str) -> String {
 }
 
 /// Write `text` as `name` in `dir`, returning its path.
-fn write(dir: &TempDir, name: &str, text: &str) -> PathBuf {
+pub(super) fn write(dir: &TempDir, name: &str, text: &str) -> PathBuf {
     let path = dir.path().join(name);
     std::fs::write(&path, text).expect("write scratch file");
     path
@@ -148,7 +148,7 @@ fn assert_stderr_has(o: &Outcome, needles: &[&str]) {
     }
 }
 
-fn assert_no_panic(o: &Outcome) {
+pub(super) fn assert_no_panic(o: &Outcome) {
     assert!(
         !o.stderr.contains("panicked") && o.code != Some(101),
         "the binary panicked (exit {:?}):\n{}",
@@ -159,7 +159,7 @@ fn assert_no_panic(o: &Outcome) {
 
 /// A clean input error: exit 1, no panic, nothing on stdout, one `error:` message naming
 /// `file` and containing every one of `needles`.
-fn assert_input_error(o: &Outcome, file: &Path, needles: &[&str]) {
+pub(super) fn assert_input_error(o: &Outcome, file: &Path, needles: &[&str]) {
     assert_no_panic(o);
     assert_eq!(
         o.code,
@@ -194,7 +194,7 @@ fn assert_input_error(o: &Outcome, file: &Path, needles: &[&str]) {
 }
 
 /// Write `text` as an experiment, run it, and check it fails as an input error with `needles`.
-fn run_bad(text: &str, needles: &[&str]) {
+pub(super) fn run_bad(text: &str, needles: &[&str]) {
     let dir = TempDir::new().unwrap();
     let path = write(&dir, "bad.toml", text);
     let o = gpushare(&[OsStr::new("run"), path.as_os_str()]);

@@ -5,6 +5,7 @@ mod calibrate;
 mod cli;
 mod faults;
 mod invariants;
+mod limits;
 mod mps;
 mod operator;
 mod plan;
