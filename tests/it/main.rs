@@ -6,6 +6,7 @@ mod cli;
 mod faults;
 mod invariants;
 mod mps;
+mod nvml;
 mod operator;
 mod plan;
 mod plot;
