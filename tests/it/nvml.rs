@@ -508,6 +508,43 @@ fn without_privileges_aggregates_and_placements_are_absent_with_the_reason() {
     assert!(sample.mig_devices[0].processes.value.is_some());
 }
 
+/// Regression: a process list that grew between NVML's count and the fetch failed with
+/// `InsufficientSize` and the sample lost its processes; the list is now asked for again.
+#[test]
+fn a_process_list_that_grows_while_it_is_read_is_asked_for_again() {
+    let mut s = script();
+    s["gpus"][1]["process_churn"] = json!({"extra": 6, "fetches": 2});
+    let node = Node::new(&s);
+    let rec = node.record(250, 1.5);
+    let mut fetched = 0;
+    for sample in &rec.samples {
+        let p = &sample.gpus[1].processes;
+        assert!(
+            p.unsupported.is_none(),
+            "at {} ms: {:?}",
+            sample.t_ms,
+            p.unsupported
+        );
+        if !p.value.as_ref().unwrap().is_empty() {
+            fetched += 1;
+            assert_eq!(
+                p.value
+                    .as_ref()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.pid)
+                    .collect::<Vec<_>>(),
+                [4103],
+                "the short-lived processes are gone by the retry"
+            );
+        }
+    }
+    assert!(
+        fetched >= 1,
+        "the H100's process list was read with processes on it"
+    );
+}
+
 #[test]
 fn ctrl_c_during_a_recording_leaves_a_complete_file() {
     let node = Node::new(&script());
