@@ -96,6 +96,7 @@ fn call_error(e: WrapperError) -> CallError {
         WrapperError::NotSupported => CallError::new(CallErrorKind::NotSupported, ""),
         WrapperError::NotFound => CallError::new(CallErrorKind::NotFound, ""),
         WrapperError::NoPermission => CallError::new(CallErrorKind::NoPermission, ""),
+        WrapperError::GpuLost => CallError::new(CallErrorKind::GpuLost, super::GPU_LOST),
         WrapperError::FailedToLoadSymbol(s) => CallError::new(
             CallErrorKind::NotSupported,
             &format!("by this driver (symbol missing: {s})"),

@@ -545,6 +545,61 @@ fn a_process_list_that_grows_while_it_is_read_is_asked_for_again() {
     );
 }
 
+/// Regression: a lost GPU was written down as `Error: device fell off the bus or has
+/// otherwise become inacessible`; it is now `GpuLost (NVML_ERROR_GPU_IS_LOST)...`, and the
+/// recording goes on with the other GPUs and ends cleanly.
+#[test]
+fn a_gpu_lost_during_a_recording_is_written_down_and_the_recording_ends_cleanly() {
+    let mut s = script();
+    s["gpus"][1]["lost_after_ms"] = json!(1200);
+    let node = Node::new(&s);
+    let rec = node.record(250, 2.5);
+    assert_eq!(rec.samples.len(), 10);
+    let first = &rec.samples[0].gpus[1];
+    assert_eq!(first.power_mw.value, Some(70_000), "there at the start");
+    let mut lost_since = None;
+    for sample in &rec.samples {
+        let h = &sample.gpus[1];
+        let reason = h.power_mw.unsupported.as_deref();
+        if sample.t_ms >= 1200 {
+            // The stand-in's clock is ahead of the recorder's: lost for sure by then.
+            assert!(reason.is_some(), "at {} ms", sample.t_ms);
+        }
+        match reason {
+            Some(r) => {
+                lost_since.get_or_insert(sample.t_ms);
+                assert!(r.starts_with("GpuLost (NVML_ERROR_GPU_IS_LOST)"), "{r}");
+                for m in [
+                    h.utilization_gpu_pct.unsupported.as_deref(),
+                    h.memory_used_bytes.unsupported.as_deref(),
+                    h.processes.unsupported.as_deref(),
+                    h.process_utilization.unsupported.as_deref(),
+                ] {
+                    assert_eq!(m, Some(r));
+                }
+            }
+            None => assert!(lost_since.is_none(), "a lost GPU does not come back"),
+        }
+        // The A100 is unaffected.
+        assert!(sample.gpus[0].power_mw.value.is_some());
+    }
+    assert_eq!(rec.end.as_ref().unwrap().stopped_by, StoppedBy::Duration);
+
+    // Lost before the inventory: the command fails, names the GPU and why, writes nothing.
+    s["gpus"][1]["lost_after_ms"] = json!(0);
+    let node = Node::new(&s);
+    let o = node.run(&["inventory", "--out", "node.toml"]);
+    assert_eq!(o.code, Some(1), "{}", o.stdout);
+    assert!(o.stderr.contains("GPU 1"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("GpuLost (NVML_ERROR_GPU_IS_LOST)"),
+        "{}",
+        o.stderr
+    );
+    assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
+    assert!(!node.path("node.toml").exists());
+}
+
 #[test]
 fn ctrl_c_during_a_recording_leaves_a_complete_file() {
     let node = Node::new(&script());
