@@ -605,6 +605,34 @@ fn a_gpu_lost_during_a_recording_is_written_down_and_the_recording_ends_cleanly(
 }
 
 #[test]
+fn a_process_whose_memory_nvml_cannot_give_is_written_down_as_not_available() {
+    let mut s = script();
+    // NVML_VALUE_NOT_AVAILABLE in usedGpuMemory (all bits set).
+    s["gpus"][0]["timeline"][0]["mig"][0]["processes"][0]["used_memory_bytes"] = Value::Null;
+    let node = Node::new(&s);
+    let o = node.run(&["inventory"]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(
+        o.stdout
+            .contains("tritonserver         memory not available"),
+        "{}",
+        o.stdout
+    );
+    let rec = node.record(250, 0.5);
+    let p = &rec.header.node.gpus[0].mig_devices[0]
+        .processes
+        .value
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(p.pid, 4101);
+    assert_eq!(p.used_memory_bytes.value, None);
+    assert_eq!(
+        p.used_memory_bytes.unsupported.as_deref(),
+        Some(gpushare::nvml::inventory::MEMORY_NOT_AVAILABLE)
+    );
+}
+
+#[test]
 fn ctrl_c_during_a_recording_leaves_a_complete_file() {
     let node = Node::new(&script());
     let mut child = node
