@@ -7,6 +7,7 @@ mod faults;
 mod invariants;
 mod limits;
 mod mps;
+mod nvml;
 mod operator;
 mod plan;
 mod plot;
