@@ -135,6 +135,29 @@ pub fn in_range(
     }
 }
 
+/// `name` becomes a folder under `results/`: it must be one plain path component (not empty,
+/// no `/` or `\\`, not `.` or `..`, no control characters), so outputs stay in that folder.
+pub fn folder_name(origin: &Path, field: &str, name: &str) -> Result<(), InputError> {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control());
+    if plain {
+        Ok(())
+    } else {
+        let shown: String = name.chars().take(80).collect();
+        Err(InputError::invalid(
+            origin,
+            field,
+            format!("{shown:?}"),
+            "one plain folder name (not empty, no `/` or `\\`, not `.` or `..`, no control \
+             characters): outputs go to results/<name>",
+        ))
+    }
+}
+
 /// `x` must be in (0, 1].
 pub fn fraction(origin: &Path, field: &str, x: f64) -> Result<(), InputError> {
     if x.is_finite() && x > 0.0 && x <= 1.0 {

@@ -219,6 +219,7 @@ impl Plan {
     /// Read and check a plan file.
     pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Plan, InputError> {
         let file: PlanFile = config::parse_toml(&config::read(path)?, path)?;
+        config::folder_name(path, "name", &file.name)?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut base = match &file.base {
             Some(b) => {
