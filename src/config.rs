@@ -158,6 +158,26 @@ pub fn folder_name(origin: &Path, field: &str, name: &str) -> Result<(), InputEr
     }
 }
 
+/// Refuse to write `out` (given as `flag`) over one of the command's own `inputs`.
+pub fn not_an_input(out: &Path, flag: &str, inputs: &[&Path]) -> Result<(), InputError> {
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    match inputs.iter().find(|i| same(out, i)) {
+        Some(input) => Err(InputError::invalid(
+            out,
+            flag,
+            out.display(),
+            &format!(
+                "a file other than the command's input {}: outputs never overwrite inputs",
+                input.display()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// `x` must be in (0, 1].
 pub fn fraction(origin: &Path, field: &str, x: f64) -> Result<(), InputError> {
     if x.is_finite() && x > 0.0 && x <= 1.0 {

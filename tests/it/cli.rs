@@ -10,9 +10,9 @@ use tempfile::TempDir;
 
 /// What one run of the binary gave back.
 pub(super) struct Outcome {
-    code: Option<i32>,
+    pub(super) code: Option<i32>,
     stdout: String,
-    stderr: String,
+    pub(super) stderr: String,
 }
 
 impl Outcome {

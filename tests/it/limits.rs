@@ -120,3 +120,79 @@ fn a_looped_trace_replayed_for_years_is_refused() {
     let text = edit(&valid_experiment(), closed, &looped);
     run_bad(&text, &["workload.duration_s", "requests"]);
 }
+
+/// `calibrate fit` of the shipped LLM profile on the shipped recording and `requests`, into
+/// `out`, with `extra` flags.
+fn fit(requests: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> super::cli::Outcome {
+    let fixtures = repo().join("tests/fixtures/calibration");
+    let mut args: Vec<std::ffi::OsString> = vec!["calibrate".into(), "fit".into()];
+    args.extend([
+        "--recording".into(),
+        fixtures.join("recording.jsonl").into(),
+    ]);
+    args.extend(["--requests".into(), requests.as_os_str().to_owned()]);
+    let model = repo().join("models/nemotron-nano-vl-8b.toml");
+    args.extend(["--model".into(), model.into_os_string()]);
+    args.extend([
+        "--gpu".into(),
+        "h100-80gb".into(),
+        "--out".into(),
+        out.into(),
+    ]);
+    args.extend(extra.iter().map(|e| e.into()));
+    gpushare(&args)
+}
+
+#[test]
+fn a_fit_that_fits_nothing_fails_and_writes_nothing() {
+    // Once: AIPerf records with time_to_first_token = 1e300 gave R² = -5.6e30 and MAPE 100%,
+    // and `calibrate fit` exited 0 with a profile marked fitted.
+    let dir = TempDir::new().unwrap();
+    let good = repo().join("tests/fixtures/calibration/llm-aiperf.jsonl");
+    let text = std::fs::read_to_string(&good).unwrap();
+    let key = "\"time_to_first_token\":{\"value\":";
+    let bad: String = text
+        .lines()
+        .map(|l| {
+            let (head, tail) = l.split_once(key).expect("an AIPerf record with TTFT");
+            let rest = &tail[tail.find(',').unwrap()..];
+            format!("{head}{key}1e300{rest}\n")
+        })
+        .collect();
+    let requests = write(&dir, "bad.jsonl", &bad);
+    let out = dir.path().join("fitted.toml");
+    let o = fit(&requests, &out, &[]);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("the fit misses the measurements: ttft_ms"),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("--accept-poor-fit"), "{}", o.stderr);
+    assert!(!out.exists());
+    let o = fit(&requests, &out, &["--accept-poor-fit"]);
+    assert!(o.success(), "{}", o.stderr);
+    assert!(out.exists());
+    // The shipped log fits, and is written without the flag.
+    let o = fit(&good, &dir.path().join("good.toml"), &[]);
+    assert!(o.success(), "{}", o.stderr);
+}
+
+#[test]
+fn a_fit_never_writes_over_its_own_inputs() {
+    // Once: `calibrate fit --out` could overwrite the shipped profile it started from.
+    let dir = TempDir::new().unwrap();
+    let requests = dir.path().join("log.jsonl");
+    let good = repo().join("tests/fixtures/calibration/llm-aiperf.jsonl");
+    std::fs::copy(&good, &requests).unwrap();
+    let before = std::fs::read(&requests).unwrap();
+    let o = fit(&requests, &requests, &[]);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("outputs never overwrite inputs"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(std::fs::read(&requests).unwrap(), before);
+}
