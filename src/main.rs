@@ -199,7 +199,8 @@ impl PlotArgs {
 enum MigCommand {
     /// List the valid maximal MIG layouts of a GPU (no instance can be added).
     Layouts {
-        /// GPU catalogue key, e.g. a100-80gb.
+        /// GPU: catalogue key (e.g. h200), NVML name ("NVIDIA H100 80GB HBM3"), node label value
+        /// (NVIDIA-A100-SXM4-80GB) or PCI device id (0x20B2).
         #[arg(long)]
         gpu: String,
         /// Include the +me and double-memory 1g profiles.
@@ -208,7 +209,8 @@ enum MigCommand {
     },
     /// Check whether a set of MIG instances fits one GPU, and where each is placed.
     Check {
-        /// GPU catalogue key, e.g. a100-80gb.
+        /// GPU: catalogue key (e.g. h200), NVML name ("NVIDIA H100 80GB HBM3"), node label value
+        /// (NVIDIA-A100-SXM4-80GB) or PCI device id (0x20B2).
         #[arg(long)]
         gpu: String,
         /// Instance profiles, e.g. 3g.40gb 3g.40gb.
@@ -358,6 +360,9 @@ fn mig(catalogue: &Catalogue, cmd: MigCommand) -> Result<(), String> {
     match cmd {
         MigCommand::Layouts { gpu, all_profiles } => {
             let spec = catalogue.gpu(&gpu).map_err(|e| e.to_string())?;
+            if !spec.has_mig() {
+                return Err(spec.no_mig().to_string());
+            }
             // One line per distinct layout (multiset of profiles), with its first full placement.
             let mut seen = std::collections::BTreeSet::new();
             let layouts: Vec<_> = maximal_placements(spec, all_profiles)
