@@ -59,8 +59,11 @@ pub struct StudyData {
     pub timelines: Option<BTreeMap<String, Vec<(String, Series)>>>,
     /// Run -> US dollars per GPU-hour and the prices' source, when `prices.json` is there
     /// (a study with `[prices]`).
-    pub prices: Option<(BTreeMap<String, f64>, String)>,
+    pub prices: Option<Prices>,
 }
+
+/// Run -> US dollars per GPU-hour, and where the prices come from.
+pub type Prices = (BTreeMap<String, f64>, String);
 
 fn parse_err(path: &Path, message: impl ToString) -> PlotError {
     PlotError::Input(InputError::Parse {
@@ -71,7 +74,7 @@ fn parse_err(path: &Path, message: impl ToString) -> PlotError {
 
 /// Read `summary.json` and, when present, `latency_quantiles.csv` and `timeline.csv`.
 /// Read `prices.json` of a study folder, if there is one.
-fn load_prices(dir: &Path) -> Result<Option<(BTreeMap<String, f64>, String)>, PlotError> {
+fn load_prices(dir: &Path) -> Result<Option<Prices>, PlotError> {
     let path = dir.join(crate::results::PRICES_FILE);
     if !path.is_file() {
         return Ok(None);
