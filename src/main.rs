@@ -199,7 +199,8 @@ impl PlotArgs {
 enum MigCommand {
     /// List the valid maximal MIG layouts of a GPU (no instance can be added).
     Layouts {
-        /// GPU catalogue key, e.g. a100-80gb.
+        /// GPU: catalogue key (e.g. h200), NVML name ("NVIDIA H100 80GB HBM3"), node label value
+        /// (NVIDIA-A100-SXM4-80GB) or PCI device id (0x20B2).
         #[arg(long)]
         gpu: String,
         /// Include the +me and double-memory 1g profiles.
@@ -208,7 +209,8 @@ enum MigCommand {
     },
     /// Check whether a set of MIG instances fits one GPU, and where each is placed.
     Check {
-        /// GPU catalogue key, e.g. a100-80gb.
+        /// GPU: catalogue key (e.g. h200), NVML name ("NVIDIA H100 80GB HBM3"), node label value
+        /// (NVIDIA-A100-SXM4-80GB) or PCI device id (0x20B2).
         #[arg(long)]
         gpu: String,
         /// Instance profiles, e.g. 3g.40gb 3g.40gb.
@@ -271,7 +273,14 @@ fn run(cli: Cli) -> Result<(), String> {
             if let Some(seed) = seed {
                 s.experiments.iter_mut().for_each(|e| e.raw.seed = seed);
             }
-            finish(results::run_all(&s.experiments, out.is_some()), out, charts)
+            let runs = results::run_all(&s.experiments, out.is_some());
+            let per_dollar = s.prices.as_ref().map(|p| per_dollar_table(&runs, p));
+            if let Some(dir) = &out {
+                results::write_prices(dir, s.prices.as_ref()).map_err(|e| e.to_string())?;
+            }
+            finish(runs, out, charts)?;
+            print!("{}", per_dollar.unwrap_or_default());
+            Ok(())
         }
         Command::Mig { command } => mig(&catalogue, command),
         Command::Inventory(args) => calibrate::commands::inventory_command(&args, &catalogue),
@@ -354,10 +363,37 @@ fn finish(
     Ok(())
 }
 
+/// Requests per second per GPU and per dollar of each priced run, with the prices' source.
+fn per_dollar_table(
+    runs: &[(RunSummary, RunDetail)],
+    prices: &gpushare::study::RunPrices,
+) -> String {
+    let mut out = format!(
+        "\nPer dollar (prices: {}):\n{:<28} {:>12} {:>12} {:>14}\n",
+        prices.source, "run", "req/s/GPU", "$/GPU-hour", "requests/$"
+    );
+    for (s, _) in runs {
+        let Some(usd) = prices.usd_per_gpu_hour.get(&s.name) else {
+            continue;
+        };
+        let per_dollar = prices
+            .requests_per_dollar(&s.name, s.throughput_per_gpu_rps)
+            .unwrap_or(f64::NAN);
+        out.push_str(&format!(
+            "{:<28} {:>12.3} {:>12.2} {:>14.0}\n",
+            s.name, s.throughput_per_gpu_rps, usd, per_dollar
+        ));
+    }
+    out
+}
+
 fn mig(catalogue: &Catalogue, cmd: MigCommand) -> Result<(), String> {
     match cmd {
         MigCommand::Layouts { gpu, all_profiles } => {
             let spec = catalogue.gpu(&gpu).map_err(|e| e.to_string())?;
+            if !spec.has_mig() {
+                return Err(spec.no_mig().to_string());
+            }
             // One line per distinct layout (multiset of profiles), with its first full placement.
             let mut seen = std::collections::BTreeSet::new();
             let layouts: Vec<_> = maximal_placements(spec, all_profiles)

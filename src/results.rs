@@ -141,6 +141,29 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// Write `prices.json` (each run's price per GPU-hour and the prices' source) into `dir`, which
+/// the charts read to draw requests per dollar; without prices, remove a stale one.
+pub fn write_prices(
+    dir: &Path,
+    prices: Option<&crate::study::RunPrices>,
+) -> Result<(), InputError> {
+    let path = dir.join(PRICES_FILE);
+    match prices {
+        Some(p) => {
+            report::prepare_out_dir(dir)?;
+            let text = serde_json::to_string_pretty(p).unwrap_or_default() + "\n";
+            write_atomic_all(&[(path, text.into_bytes())])
+        }
+        None => match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(InputError::write(&path, e)),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// File name of a study's prices in its results folder.
+pub const PRICES_FILE: &str = "prices.json";
+
 /// Write `summary.json`, `runs.csv`, `latency_quantiles.csv` and `timeline.csv` into `dir`,
 /// all or none.
 pub fn write_outputs(dir: &Path, runs: &[(RunSummary, RunDetail)]) -> Result<(), InputError> {
