@@ -378,9 +378,12 @@ fn clusters_the_files_cannot_express_are_errors() {
     let raw = crate::experiment::Experiment::load(&path, &cat)
         .unwrap()
         .raw;
-    let e = export_raw(&raw, &path, &cat).unwrap_err().to_string();
-    assert!(e.contains("gpus[1].sharing"), "{e}");
-    assert!(e.contains("applies to every GPU of a node"), "{e}");
+    // A time-sliced and a dedicated GPU in one experiment node: two Kubernetes nodes, the
+    // second keeping the experiment's node as `simNode`.
+    let files = export_raw(&raw, &path, &cat).unwrap();
+    let cluster = &files.iter().find(|(n, _)| n == "cluster.yaml").unwrap().1;
+    assert!(cluster.contains("name: node0-2"), "{cluster}");
+    assert!(cluster.contains("simNode: node0"), "{cluster}");
     let mut one = raw.clone();
     one.gpus[0].sharing = SharingSpec::TimeSlicing {
         replicas: 1,
