@@ -135,7 +135,7 @@ pub fn layout_of(
         let whole = whole_sharing(&g.sharing);
         let fits = |n: &NodeLayout| {
             let has_mig = n.gpus.iter().any(|m| matches!(m, MigState::Enabled(_)));
-            let has_whole = n.gpus.iter().any(|m| *m == MigState::Disabled);
+            let has_whole = n.gpus.contains(&MigState::Disabled);
             n.gpu == spec.key
                 && match &whole {
                     None => !matches!(n.sharing, NodeSharing::Mps { .. }),
