@@ -426,7 +426,7 @@ fn models(catalogue: &Catalogue, show: Option<&str>) -> Result<(), String> {
         ));
     }
     let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(4).max(5);
-    println!("{:<w$}  kind  memory  source", "model");
+    println!("{:<w$}  kind  {:>7}  source", "model", "memory");
     for (name, kind, mem, what, from) in rows {
         println!("{name:<w$}  {kind:<4}  {mem:>4.1} GB  {from}");
         if !what.is_empty() {
