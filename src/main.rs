@@ -17,6 +17,7 @@ use gpushare::error::InputError;
 use gpushare::experiment::Experiment;
 use gpushare::hardware::{Catalogue, format_layout, maximal_placements, validate_layout};
 use gpushare::plot;
+use gpushare::progress::Progress;
 use gpushare::report::{self, RunSummary};
 use gpushare::results::{self, RunDetail};
 use gpushare::study::Study;
@@ -28,6 +29,10 @@ use gpushare::sweep;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Folder of model profiles that add to or override the built-in ones; it wins over an
+    /// experiment's models_dir (see `gpushare models`).
+    #[arg(long, global = true, value_name = "DIR")]
+    models: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -58,8 +63,18 @@ enum Command {
         /// Use this seed for every experiment instead of their own.
         #[arg(long)]
         seed: Option<u64>,
+        /// No progress bar (it is shown on a terminal only anyway).
+        #[arg(long)]
+        quiet: bool,
         #[command(flatten)]
         plot: PlotArgs,
+    },
+    /// List the model profiles an experiment can deploy: the built-in ones, and those a
+    /// --models folder adds or overrides, each with what it is and where it comes from.
+    Models {
+        /// Print this profile's file instead, with the source, assumption or fit of each number.
+        #[arg(long, value_name = "NAME")]
+        show: Option<String>,
     },
     /// Run a sweep: a base experiment under a grid of overrides, in parallel.
     Sweep {
@@ -233,7 +248,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
-    let catalogue = Catalogue::builtin();
+    let catalogue = Catalogue::builtin().with_models_dir(cli.models.clone());
     if let Command::Run { out: Some(d), .. } | Command::Study { out: Some(d), .. } = &cli.command {
         report::prepare_out_dir(d).map_err(|e| e.to_string())?;
     }
@@ -265,6 +280,7 @@ fn run(cli: Cli) -> Result<(), String> {
             study,
             out,
             seed,
+            quiet,
             plot,
         } => {
             let charts = plot.target(out.as_deref())?;
@@ -273,7 +289,9 @@ fn run(cli: Cli) -> Result<(), String> {
             if let Some(seed) = seed {
                 s.experiments.iter_mut().for_each(|e| e.raw.seed = seed);
             }
-            let runs = results::run_all(&s.experiments, out.is_some());
+            let bar = Progress::new(s.experiments.len(), &s.file.name, quiet);
+            let runs = results::run_all(&s.experiments, out.is_some(), &|| bar.inc());
+            bar.finish();
             let per_dollar = s.prices.as_ref().map(|p| per_dollar_table(&runs, p));
             if let Some(dir) = &out {
                 results::write_prices(dir, s.prices.as_ref()).map_err(|e| e.to_string())?;
@@ -282,6 +300,7 @@ fn run(cli: Cli) -> Result<(), String> {
             print!("{}", per_dollar.unwrap_or_default());
             Ok(())
         }
+        Command::Models { show } => models(&catalogue, show.as_deref()),
         Command::Mig { command } => mig(&catalogue, command),
         Command::Inventory(args) => calibrate::commands::inventory_command(&args, &catalogue),
         Command::Calibrate { command } => {
@@ -354,8 +373,8 @@ fn finish(
     let summaries: Vec<RunSummary> = runs.iter().map(|(s, _)| s.clone()).collect();
     print!("{}", report::table(&summaries));
     if let Some(dir) = out {
-        results::write_outputs(&dir, &runs).map_err(|e: InputError| e.to_string())?;
-        println!("\nwrote {0}/summary.json and {0}/runs.csv", dir.display());
+        let files = results::write_outputs(&dir, &runs).map_err(|e: InputError| e.to_string())?;
+        println!("\nwrote {}", list_files(&dir, &files));
         if let Some(c) = charts {
             cli::draw(&dir, &c, plot::Options::default())?;
         }
@@ -385,6 +404,73 @@ fn per_dollar_table(
         ));
     }
     out
+}
+
+/// `DIR/a, DIR/b and DIR/c`: the files written into a folder, for the "wrote" line.
+fn list_files(dir: &Path, files: &[PathBuf]) -> String {
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let name = f
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
+            format!("{}/{name}", dir.display())
+        })
+        .collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.join(""),
+    }
+}
+
+/// `models`: every profile an experiment can name, with its kind, memory, what it is (the
+/// profile's first comment line) and where it is read from.
+fn models(catalogue: &Catalogue, show: Option<&str>) -> Result<(), String> {
+    let sources = gpushare::models::Sources::new([catalogue.models_dir()]);
+    if let Some(name) = show {
+        let found = sources
+            .find(name)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!(
+                    "--show {name}: no such profile; allowed: {}",
+                    sources.describe()
+                )
+            })?;
+        print!("{}", found.text);
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    for (name, _) in sources.list() {
+        let found = sources
+            .find(&name)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("model profile {name} vanished while listing"))?;
+        let p = gpushare::profile::ModelProfile::from_toml_str(&found.text, &found.origin)
+            .map_err(|e| e.to_string())?;
+        rows.push((
+            name,
+            gpushare::experiment::kind_name(&p.kind),
+            p.memory_gb,
+            gpushare::models::summary_line(&found.text).to_string(),
+            found.origin.display().to_string(),
+        ));
+    }
+    let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(4).max(5);
+    println!("{:<w$}  kind  {:>7}  source", "model", "memory");
+    for (name, kind, mem, what, from) in rows {
+        println!("{name:<w$}  {kind:<4}  {mem:>4.1} GB  {from}");
+        if !what.is_empty() {
+            println!("{:<w$}  {what}", "");
+        }
+    }
+    println!(
+        "\nAn experiment's models_dir adds profiles and overrides built-in ones of the same name; \
+         --models DIR overrides both.\n`gpushare models --show NAME` prints a profile with the \
+         source, assumption or fit behind each number."
+    );
+    Ok(())
 }
 
 fn mig(catalogue: &Catalogue, cmd: MigCommand) -> Result<(), String> {

@@ -4,7 +4,7 @@
 //! (busy fraction per partition over time).
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
@@ -90,9 +90,18 @@ pub fn run_experiment_with_progress(
 }
 
 /// Simulate every experiment (in parallel, one run per task); results in input order.
-pub fn run_all(exps: &[Experiment], timelines: bool) -> Vec<(RunSummary, RunDetail)> {
+/// `done` is called as each run finishes (a study's progress bar).
+pub fn run_all(
+    exps: &[Experiment],
+    timelines: bool,
+    done: &(dyn Fn() + Sync),
+) -> Vec<(RunSummary, RunDetail)> {
     exps.par_iter()
-        .map(|e| run_experiment_with_progress(e, true, timelines))
+        .map(|e| {
+            let r = run_experiment_with_progress(e, true, timelines);
+            done();
+            r
+        })
         .collect()
 }
 
@@ -165,12 +174,15 @@ pub fn write_prices(
 pub const PRICES_FILE: &str = "prices.json";
 
 /// Write `summary.json`, `runs.csv`, `latency_quantiles.csv` and `timeline.csv` into `dir`,
-/// all or none.
-pub fn write_outputs(dir: &Path, runs: &[(RunSummary, RunDetail)]) -> Result<(), InputError> {
+/// all or none; the paths written, in that order.
+pub fn write_outputs(
+    dir: &Path,
+    runs: &[(RunSummary, RunDetail)],
+) -> Result<Vec<PathBuf>, InputError> {
     report::prepare_out_dir(dir)?;
     let summaries: Vec<RunSummary> = runs.iter().map(|(s, _)| s.clone()).collect();
     let details: Vec<RunDetail> = runs.iter().map(|(_, d)| d.clone()).collect();
-    write_atomic_all(&[
+    let files = [
         (
             dir.join("summary.json"),
             report::summary_json(&summaries).into_bytes(),
@@ -187,5 +199,7 @@ pub fn write_outputs(dir: &Path, runs: &[(RunSummary, RunDetail)]) -> Result<(),
             dir.join("timeline.csv"),
             timeline_csv(&details).into_bytes(),
         ),
-    ])
+    ];
+    write_atomic_all(&files)?;
+    Ok(files.into_iter().map(|(p, _)| p).collect())
 }

@@ -217,7 +217,7 @@ impl GpuSpec {
     }
 
     /// One MIG instance: its own SMs and memory, and bandwidth in proportion to its memory slices
-    /// (a memory slice carries 1/8 of capacity *and* bandwidth, hardware.md §1.1).
+    /// (a memory slice carries 1/8 of capacity *and* bandwidth, docs/sources.md §1.1).
     pub fn mig_partition(&self, p: &MigProfile) -> Partition {
         let share = f64::from(p.memory_slices) / f64::from(self.memory_slices);
         Partition {
@@ -264,10 +264,13 @@ fn short_pci_id(id: &str) -> Option<String> {
     (hex.len() == 8 && hex[4..].eq_ignore_ascii_case("10DE")).then(|| format!("0x{}", &hex[..4]))
 }
 
-/// A checked set of GPU specs.
+/// A checked set of GPU specs. It also carries the command line's `--models DIR` (model
+/// profiles that add to or override the built-in ones, ahead of an experiment's `models_dir`):
+/// every command that resolves experiments receives the catalogue already.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Catalogue {
     gpus: Vec<GpuSpec>,
+    models_dir: Option<std::path::PathBuf>,
 }
 
 /// The file layout: `[[gpu]]` tables, each with `[[gpu.mig_profile]]` tables.
@@ -289,6 +292,17 @@ impl Catalogue {
             .clone()
     }
 
+    /// This catalogue with `dir` as the command line's folder of model profiles (`--models`).
+    pub fn with_models_dir(mut self, dir: Option<std::path::PathBuf>) -> Catalogue {
+        self.models_dir = dir;
+        self
+    }
+
+    /// The command line's folder of model profiles, if one was given (`--models`).
+    pub fn models_dir(&self) -> Option<&std::path::Path> {
+        self.models_dir.as_deref()
+    }
+
     /// Parses and checks catalogue TOML; `origin` (e.g. a file path) is named in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Catalogue, HardwareError> {
         let bad = |reason: String| HardwareError::BadCatalogue {
@@ -298,7 +312,10 @@ impl Catalogue {
         let file: CatalogueFile = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
         let problems = super::check::catalogue_problems(&file.gpu);
         if problems.is_empty() {
-            Ok(Catalogue { gpus: file.gpu })
+            Ok(Catalogue {
+                gpus: file.gpu,
+                models_dir: None,
+            })
         } else {
             Err(bad(problems.join("; ")))
         }

@@ -1,11 +1,11 @@
-//! Tests of the MIG placement rules against hardware.md §1.6 and known-impossible layouts.
+//! Tests of the MIG placement rules against docs/sources.md §1.6 and known-impossible layouts.
 
 use proptest::prelude::*;
 
 use super::*;
 use crate::hardware::Catalogue;
 
-/// hardware.md §1.6: maximal layouts of the classic profiles, 40 GB names.
+/// docs/sources.md §1.6: maximal layouts of the classic profiles, 40 GB names.
 const TABLE_40GB: [&str; 14] = [
     "7g.40gb",
     "4g.20gb + 3g.20gb",
@@ -149,7 +149,7 @@ fn maximal_layouts_are_the_table_without_placement_only_rows() {
 
 #[test]
 fn counts_with_the_double_memory_1g_profile() {
-    // hardware.md §1.6 says 38 with 1g.10gb: that is the count of distinct full placements.
+    // docs/sources.md §1.6 says 38 with 1g.10gb: that is the count of distinct full placements.
     let g = gpu("a100-40gb");
     let profiles: Vec<&MigProfile> = g
         .mig_profiles

@@ -1,5 +1,5 @@
 //! The mig-parted config (`version: v1`, `mig-configs`), which the GPU Operator's MIG Manager
-//! applies to a node according to its `nvidia.com/mig.config` label (hardware.md §1.8, \[S4\],
+//! applies to a node according to its `nvidia.com/mig.config` label (docs/sources.md §1.8, \[S4\],
 //! \[S12\]): reading it (bare, or inside a `ConfigMap`), resolving one GPU's MIG state, and
 //! writing it.
 //!

@@ -68,7 +68,8 @@ pub struct PlanFile {
     /// Answer shapes, as in an experiment (default: the base's).
     #[serde(default)]
     pub answers: Option<toml::Value>,
-    /// Models folder, relative to the plan (default: the base's, else the nearest `models/`).
+    /// Models folder, relative to the plan (default: the base's); its profiles add to or
+    /// override the built-in ones.
     #[serde(default)]
     pub models_dir: Option<String>,
     /// What a configuration must meet.

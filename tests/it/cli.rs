@@ -212,6 +212,108 @@ fn the_valid_base_experiment_runs() {
     assert!(o.stdout.contains("cli-test"), "{}", o.stdout);
 }
 
+/// An experiment saved in an empty folder, with no `models_dir`, runs on the built-in
+/// profiles; the "wrote" line names every file written.
+#[test]
+fn an_experiment_anywhere_runs_on_the_built_in_profiles() {
+    let dir = TempDir::new().unwrap();
+    let text = edit(
+        &valid_experiment(),
+        &format!("models_dir = {}\n", models_dir()),
+        "",
+    );
+    let path = write(&dir, "anywhere.toml", &text);
+    let out = dir.path().join("out");
+    let o = gpushare(&[
+        OsStr::new("run"),
+        path.as_os_str(),
+        OsStr::new("--out"),
+        out.as_os_str(),
+        OsStr::new("--quiet"),
+    ]);
+    assert_no_panic(&o);
+    assert!(o.success(), "exit {:?}; stderr:\n{}", o.code, o.stderr);
+    let written = entries(&out);
+    assert_eq!(written.len(), 4, "{written:?}");
+    for f in &written {
+        assert!(
+            o.stdout.contains(&format!("/{f}")),
+            "{f} not in:\n{}",
+            o.stdout
+        );
+    }
+}
+
+/// `--models DIR` overrides a built-in profile of the same name and adds new ones; `models`
+/// lists them with where each comes from.
+#[test]
+fn a_models_folder_overrides_and_adds_profiles() {
+    let dir = TempDir::new().unwrap();
+    let models = dir.path().join("mine");
+    std::fs::create_dir(&models).unwrap();
+    let tts = std::fs::read_to_string(repo().join("models/magpie-tts-multilingual.toml")).unwrap();
+    // A TTS whose footprint no 3g.40gb instance holds: the override must be the one read.
+    let big = tts.replace("memory_gb = 13.4", "memory_gb = 60.0");
+    assert_ne!(big, tts);
+    std::fs::write(models.join("magpie-tts-multilingual.toml"), &big).unwrap();
+    std::fs::write(
+        models.join("my-tts.toml"),
+        tts.replace("name = \"magpie-tts-multilingual\"", "name = \"my-tts\""),
+    )
+    .unwrap();
+    let text = edit(
+        &valid_experiment(),
+        &format!("models_dir = {}\n", models_dir()),
+        "",
+    );
+    let path = write(&dir, "exp.toml", &text);
+    let o = gpushare(&[
+        OsStr::new("run"),
+        path.as_os_str(),
+        OsStr::new("--models"),
+        models.as_os_str(),
+    ]);
+    assert!(!o.success(), "{}", o.stdout);
+    assert_stderr_has(&o, &["magpie-tts-multilingual", "60"]);
+    let mine = edit(&text, "\"magpie-tts-multilingual\"", "\"my-tts\"");
+    let path = write(&dir, "mine.toml", &mine);
+    let o = gpushare(&[
+        OsStr::new("run"),
+        path.as_os_str(),
+        OsStr::new("--models"),
+        models.as_os_str(),
+    ]);
+    assert!(o.success(), "exit {:?}; stderr:\n{}", o.code, o.stderr);
+    let o = gpushare(&[
+        OsStr::new("models"),
+        OsStr::new("--models"),
+        models.as_os_str(),
+    ]);
+    assert!(o.success(), "{}", o.stderr);
+    assert!(
+        o.stdout.contains("built-in models/parakeet-1.1b.toml"),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stdout.contains("my-tts"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains(
+            &models
+                .join("magpie-tts-multilingual.toml")
+                .display()
+                .to_string()
+        ),
+        "{}",
+        o.stdout
+    );
+    let o = gpushare(&["models", "--show", "parakeet-1.1b"]);
+    assert!(
+        o.success() && o.stdout.contains("name = \"parakeet-1.1b\""),
+        "{}",
+        o.stdout
+    );
+}
+
 #[test]
 fn unknown_model_lists_the_available_models() {
     let text = edit(
@@ -510,7 +612,7 @@ fn unwritable_summary_leaves_no_temporary_files() {
     assert_eq!(entries(&out), want, "stray files left behind");
 }
 
-/// The 14 maximal classic layouts of hardware.md §1.6, with A100-80GB profile names.
+/// The 14 maximal classic layouts of docs/sources.md §1.6, with A100-80GB profile names.
 const A100_80GB_LAYOUTS: [&str; 14] = [
     "7g.80gb",
     "4g.40gb + 3g.40gb",
