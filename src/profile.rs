@@ -450,7 +450,8 @@ impl ModelProfile {
 
 /// The ranges a model profile's numbers must lie in. Each is far beyond any real model, and
 /// small enough that the longest job they allow (a whole batch at the lowest efficiency on one
-/// SM) stays below 2^63 ns, so no derived time overflows the engine's clock.
+/// SM of the slowest catalogue GPU in FP32) stays below 1e18 ns, so no derived time overflows
+/// the engine's clock.
 pub mod limits {
     /// Most memory a model may need, GB.
     pub const MAX_MEMORY_GB: f64 = 1e5;
@@ -466,8 +467,8 @@ pub mod limits {
     pub const MAX_PARAMS: f64 = 1e13;
     /// Most KV-cache bytes per token.
     pub const MAX_KV_BYTES_PER_TOKEN: f64 = 1e8;
-    /// Most FLOPs in one kernel group for one item (a petaFLOP).
-    pub const MAX_FLOPS: f64 = 1e15;
+    /// Most FLOPs in one kernel group for one item (a hundred teraFLOPs).
+    pub const MAX_FLOPS: f64 = 1e14;
     /// Most bytes one kernel group moves for one item (10 TB).
     pub const MAX_BYTES: f64 = 1e13;
     /// Most kernel launches in one group or LLM step.

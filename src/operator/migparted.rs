@@ -363,7 +363,7 @@ pub fn instances(mig_devices: &[(String, u32)], gpu: &GpuSpec) -> Result<Vec<Str
         // Checked before expanding: a count of a billion once aborted on a 24 GB allocation.
         if *count > p.max_count {
             return Err(format!(
-                "`{profile}`: {count} devices, but at most {} {} fit on {}",
+                "`{profile}`: {count} devices asked, at most {} × {} fit on {}",
                 p.max_count, p.name, gpu.name
             ));
         }
