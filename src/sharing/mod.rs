@@ -8,6 +8,7 @@ pub use mps::MpsShare;
 pub use sole::SoleDevice;
 pub use timeslice::{CtxId, TimeSlicer};
 
+use crate::activity::{Budget, Segment};
 use crate::engine::SimTime;
 use crate::profile::Demand;
 use crate::timeline::BusyTimeline;
@@ -40,6 +41,22 @@ impl Device {
             Device::Sole(s) => s.record_timeline(bucket_ns),
             Device::Sliced(s) => s.record_timeline(bucket_ns),
             Device::Mps(m) => m.record_timeline(bucket_ns),
+        }
+    }
+
+    /// Under time-slicing, also log each context's turns and each switch, for a trace
+    /// (the other modes' jobs are their turns).
+    pub fn record_slices(&mut self, budget: &Budget) {
+        if let Device::Sliced(s) = self {
+            s.record_slices(budget.clone());
+        }
+    }
+
+    /// The turns and switches logged so far (time-slicing only; else empty).
+    pub fn take_slices(&mut self) -> Vec<Segment> {
+        match self {
+            Device::Sliced(s) => s.take_slices(),
+            _ => Vec::new(),
         }
     }
 

@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 
 use smallvec::SmallVec;
 
+use crate::activity::{Budget, Segment, SliceLog};
 use crate::engine::SimTime;
 use crate::timeline::{BusyTimeline, TimelineRecorder};
 
@@ -167,6 +168,43 @@ impl Schedule {
         }
     }
 
+    /// Log the turns and switches of the next `dt` ns from `from` (no job finishing before
+    /// its end), leaving `self` where they end. It runs [`Self::run`] itself, one phase at a
+    /// time: each budget ends at the phase's end, shorter than a round, so nothing is
+    /// skipped in bulk and the phases are exactly those the bulk advance went through.
+    fn log(&mut self, from: SimTime, dt: u64, log: &mut SliceLog) {
+        let end = from.0 + dt;
+        let mut at = from.0;
+        while at < end && !log.full() {
+            let (len, switch) = match self.phase {
+                Phase::Idle => return,
+                Phase::Switching { left_ns } => (left_ns, true),
+                Phase::Running { slice_left_ns } => {
+                    let head = self.ring[self.cur].head_rem_ns;
+                    // A lone context renews its quantum: its turn lasts as long as its work.
+                    let len = if self.ring.len() == 1 {
+                        head
+                    } else {
+                        head.min(slice_left_ns)
+                    };
+                    (len, false)
+                }
+            };
+            let step = len.min(end - at);
+            if step == 0 {
+                return;
+            }
+            log.push(Segment {
+                from: at,
+                to: at + step,
+                ctx: self.ring[self.cur].ctx as u32,
+                switch,
+            });
+            self.run(Some(step));
+            at += step;
+        }
+    }
+
     /// The GPU turns to `ring[cur]`: switch into it (or, with no switch cost, run it at once).
     fn enter_current(&mut self) {
         self.phase = if self.switch_ns > 0 {
@@ -228,6 +266,8 @@ pub struct TimeSlicer {
     /// that completion, and when. The [`Self::advance`] that reaches exactly that instant
     /// takes it instead of running the schedule again; any other drops it.
     ahead: Option<(SimTime, Schedule)>,
+    /// Turns and switches, when a trace asks for them.
+    slices: Option<Box<SliceLog>>,
 }
 
 impl TimeSlicer {
@@ -249,12 +289,24 @@ impl TimeSlicer {
             queues: Vec::new(),
             timeline: None,
             ahead: None,
+            slices: None,
         }
     }
 
     /// Also record busy and switching time per bucket of `bucket_ns` (see [`BusyTimeline`]).
     pub fn record_timeline(&mut self, bucket_ns: u64) {
         self.timeline = Some(TimelineRecorder::new(bucket_ns));
+    }
+
+    /// Also log each context's turns and each switch, for a trace (see [`SliceLog`]).
+    pub fn record_slices(&mut self, budget: Budget) {
+        self.slices = Some(Box::new(SliceLog::new(budget)));
+    }
+
+    /// The turns and switches logged so far (context ids), in time order; the log is left
+    /// empty.
+    pub fn take_slices(&mut self) -> Vec<Segment> {
+        self.slices.as_mut().map_or_else(Vec::new, |l| l.finish())
     }
 
     /// The recorded timeline, if any (up to the last update).
@@ -294,6 +346,12 @@ impl TimeSlicer {
         let dt = t.since(self.now);
         let ahead = self.ahead.take();
         if dt > 0 {
+            if let Some(log) = &mut self.slices
+                && log.wants(self.now, t)
+            {
+                // The trace's copy of the schedule walks the same stretch phase by phase.
+                self.sched.clone().log(self.now, dt, log);
+            }
             let before = (self.sched.busy_ns, self.sched.switching_ns);
             let elapsed = if let Some((_, sched)) = ahead.filter(|a| a.0 == t) {
                 // Bounded by `dt`, the run stops at the same completion in the same state.
