@@ -9,7 +9,8 @@
 //!   it served ([`ActivityLog`]);
 //! - under time-slicing, which context held the GPU when, and each context switch, on the
 //!   partition's own track. The time-slicer advances in bulk; its turns are derived from its
-//!   state over each stretch it advances ([`SliceLog`]), not simulated as events;
+//!   state over each stretch it advances ([`SliceLog`], filled by
+//!   [`crate::sharing::Traced`]), not simulated as events;
 //! - every request from its start to its end (completed, failed, cancelled or still in
 //!   flight when the run ends), with its ASR and LLM stages inside.
 //!

@@ -1545,6 +1545,9 @@ impl<'a> Simulation<'a> {
 impl Simulation<'_> {
     /// The job of `replica` ends at `now`, having served the requests `reqs`. It was
     /// submitted when `submit` noted it, or (`whole`) at that time with that many items.
+    /// Out of line, as are the others: the hot paths keep only the check of `activity`.
+    #[cold]
+    #[inline(never)]
     fn trace_job(
         &mut self,
         whole: Option<(SimTime, u32)>,
@@ -1573,6 +1576,8 @@ impl Simulation<'_> {
     }
 
     /// `req` is over at `now` (or still in flight when the run ends).
+    #[cold]
+    #[inline(never)]
     fn trace_request(&mut self, now: SimTime, req: ReqId, outcome: Outcome) {
         let Some(a) = self.activity.as_deref_mut() else {
             return;

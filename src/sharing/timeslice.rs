@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 
 use smallvec::SmallVec;
 
-use crate::activity::{Budget, Segment, SliceLog};
+use crate::activity::{Segment, SliceLog};
 use crate::engine::SimTime;
 use crate::timeline::{BusyTimeline, TimelineRecorder};
 
@@ -266,8 +266,6 @@ pub struct TimeSlicer {
     /// that completion, and when. The [`Self::advance`] that reaches exactly that instant
     /// takes it instead of running the schedule again; any other drops it.
     ahead: Option<(SimTime, Schedule)>,
-    /// Turns and switches, when a trace asks for them.
-    slices: Option<Box<SliceLog>>,
 }
 
 impl TimeSlicer {
@@ -289,7 +287,6 @@ impl TimeSlicer {
             queues: Vec::new(),
             timeline: None,
             ahead: None,
-            slices: None,
         }
     }
 
@@ -298,15 +295,14 @@ impl TimeSlicer {
         self.timeline = Some(TimelineRecorder::new(bucket_ns));
     }
 
-    /// Also log each context's turns and each switch, for a trace (see [`SliceLog`]).
-    pub fn record_slices(&mut self, budget: Budget) {
-        self.slices = Some(Box::new(SliceLog::new(budget)));
-    }
-
-    /// The turns and switches logged so far (context ids), in time order; the log is left
-    /// empty.
-    pub fn take_slices(&mut self) -> Vec<Segment> {
-        self.slices.as_mut().map_or_else(Vec::new, |l| l.finish())
+    /// Log the turns and switches from the last update to `t` (>= it), those the next
+    /// update, to `t`, goes through; for a trace (see `sharing::Traced`). Nothing changes:
+    /// a copy of the schedule walks the stretch.
+    pub fn log_until(&self, t: SimTime, log: &mut SliceLog) {
+        let dt = t.since(self.now);
+        if dt > 0 && log.wants(self.now, t) {
+            self.sched.clone().log(self.now, dt, log);
+        }
     }
 
     /// The recorded timeline, if any (up to the last update).
@@ -346,12 +342,6 @@ impl TimeSlicer {
         let dt = t.since(self.now);
         let ahead = self.ahead.take();
         if dt > 0 {
-            if let Some(log) = &mut self.slices
-                && log.wants(self.now, t)
-            {
-                // The trace's copy of the schedule walks the same stretch phase by phase.
-                self.sched.clone().log(self.now, dt, log);
-            }
             let before = (self.sched.busy_ns, self.sched.switching_ns);
             let elapsed = if let Some((_, sched)) = ahead.filter(|a| a.0 == t) {
                 // Bounded by `dt`, the run stops at the same completion in the same state.
@@ -681,6 +671,51 @@ mod tests {
             }
         }
         done
+    }
+
+    #[test]
+    fn the_log_shows_each_turn_and_switch_of_a_bulk_advance() {
+        use crate::activity::{Budget, TraceOptions};
+        use crate::sharing::Device;
+        let mut ts = TimeSlicer::new(Q, C);
+        let a = ts.add_context();
+        let b = ts.add_context();
+        let jobs = [(0, a, 3 * Q), (0, b, 3 * Q + 5)];
+        let done = run_all(&mut ts, &jobs);
+        // The same jobs on a traced device.
+        let mut d = Device::Sliced(Box::new(TimeSlicer::new(Q, C)));
+        d.record_slices(&Budget::new(&TraceOptions::default()));
+        d.add_context(100.0);
+        d.add_context(100.0);
+        for (i, &(t, ctx, work)) in jobs.iter().enumerate() {
+            d.submit(SimTime(t), ctx, i as u64, work, Vec::new());
+        }
+        while let Some(c) = d.next_completion() {
+            d.complete(c);
+        }
+        assert_eq!(
+            (d.busy_ns(), d.switching_ns()),
+            (ts.busy_ns(), ts.switching_ns())
+        );
+        let segs = d.take_slices();
+        let shape: Vec<(u32, bool, u64)> = segs
+            .iter()
+            .map(|s| (s.ctx, s.switch, s.to - s.from))
+            .collect();
+        let (a, b) = (a as u32, b as u32);
+        // `a` runs first (nothing to switch from), then they alternate; `b` ends alone.
+        let mut want = vec![(a, false, Q)];
+        for _ in 0..2 {
+            want.extend([(b, true, C), (b, false, Q), (a, true, C), (a, false, Q)]);
+        }
+        want.extend([(b, true, C), (b, false, Q + 5)]);
+        assert_eq!(shape, want);
+        assert!(segs.windows(2).all(|w| w[0].to == w[1].from));
+        assert_eq!(segs.last().unwrap().to, done[1]);
+        assert_eq!(
+            segs.iter().filter(|s| s.switch).count() as u64 * C,
+            ts.switching_ns()
+        );
     }
 
     #[test]
