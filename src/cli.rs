@@ -110,6 +110,9 @@ pub fn operator_import(
     base: &Path,
     out: Option<&Path>,
 ) -> Result<(), String> {
+    if let Some(out) = out {
+        crate::config::not_an_input(out, "--out", &[cluster, base]).map_err(|e| e.to_string())?;
+    }
     let imported =
         crate::operator::import_experiment(cluster, base, catalogue).map_err(|e| e.to_string())?;
     for n in &imported.notes {

@@ -100,9 +100,81 @@ pub fn non_negative(origin: &Path, field: &str, x: f64) -> Result<(), InputError
         Err(InputError::invalid(
             origin,
             field,
-            x,
+            num(x),
             "a finite number >= 0",
         ))
+    }
+}
+
+/// `x` must be finite and in `[lo, hi]` (`unit` follows the bounds in the message, e.g. "s").
+///
+/// Upper bounds keep derived values (job times in integer nanoseconds, counts, allocations)
+/// far from overflow, so the engine never sees a time past its end.
+pub fn in_range(
+    origin: &Path,
+    field: &str,
+    x: f64,
+    lo: f64,
+    hi: f64,
+    unit: &str,
+) -> Result<(), InputError> {
+    if x.is_finite() && (lo..=hi).contains(&x) {
+        Ok(())
+    } else {
+        let unit = if unit.is_empty() {
+            String::new()
+        } else {
+            format!(" {unit}")
+        };
+        Err(InputError::invalid(
+            origin,
+            field,
+            num(x),
+            &format!("a number in [{}, {}]{unit}", num(lo), num(hi)),
+        ))
+    }
+}
+
+/// `name` becomes a folder under `results/`: it must be one plain path component (not empty,
+/// no `/` or `\\`, not `.` or `..`, no control characters), so outputs stay in that folder.
+pub fn folder_name(origin: &Path, field: &str, name: &str) -> Result<(), InputError> {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control());
+    if plain {
+        Ok(())
+    } else {
+        let shown: String = name.chars().take(80).collect();
+        Err(InputError::invalid(
+            origin,
+            field,
+            format!("{shown:?}"),
+            "one plain folder name (not empty, no `/` or `\\`, not `.` or `..`, no control \
+             characters): outputs go to results/<name>",
+        ))
+    }
+}
+
+/// Refuse to write `out` (given as `flag`) over one of the command's own `inputs`.
+pub fn not_an_input(out: &Path, flag: &str, inputs: &[&Path]) -> Result<(), InputError> {
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    match inputs.iter().find(|i| same(out, i)) {
+        Some(input) => Err(InputError::invalid(
+            out,
+            flag,
+            out.display(),
+            &format!(
+                "a file other than the command's input {}: outputs never overwrite inputs",
+                input.display()
+            ),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -114,7 +186,7 @@ pub fn fraction(origin: &Path, field: &str, x: f64) -> Result<(), InputError> {
         Err(InputError::invalid(
             origin,
             field,
-            x,
+            num(x),
             "a fraction in (0, 1]",
         ))
     }

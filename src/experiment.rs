@@ -17,14 +17,18 @@ use crate::trace::Trace;
 use crate::workload::{AnswerSpec, Audio, WorkloadSpec};
 
 /// Default time slice: the open-source driver's per-context default on Volta and later,
-/// `0x80 << 3` us (hardware.md §2.2, [S27]).
+/// `0x80 << 3` us (docs/sources.md §2.2, [S27]).
 pub const DEFAULT_TIME_SLICE_US: f64 = 1024.0;
 
 /// Default context-switch cost, derived (not fitted) from Colfax's A30 measurement: four
 /// time-sliced tenants got 160 GB/s each where MIG tenants got 196 GB/s, an 18.4% loss
-/// (hardware.md §2.3, [S15]); a switch per 1024 us slice losing 18.4% of the time costs
+/// (docs/sources.md §2.3, [S15]); a switch per 1024 us slice losing 18.4% of the time costs
 /// 1024 × 0.184 / 0.816 = 230 us.
 pub const DEFAULT_SWITCH_COST_US: f64 = 230.0;
+
+/// The fix an experiment file can make when an MPS client does not fit its memory limit;
+/// the operator import replaces it with one its files can make.
+pub const MPS_MEMORY_HINT: &str = "set memory_limit = \"none\" to lift it";
 
 /// How a GPU is shared, as written in the experiment.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -227,8 +231,9 @@ pub struct RawExperiment {
     /// Files merged under this one, relative to it (already applied when parsed).
     #[serde(default, skip_serializing)]
     pub extends: Vec<String>,
-    /// Folder of model profiles, relative to the experiment file (default: the nearest
-    /// `models/` folder above it).
+    /// Folder of model profiles, relative to the file that sets it: its profiles add to the
+    /// built-in ones and override those of the same name (`--models DIR` overrides both; see
+    /// [`crate::models`]).
     #[serde(default, skip_serializing)]
     pub models_dir: Option<String>,
     /// GPUs.
@@ -376,20 +381,18 @@ impl Experiment {
     pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Experiment, InputError> {
         let merged = load_merged(path, 0)?;
         let raw: RawExperiment = config::from_value(merged, path)?;
-        let models_dir = match &raw.models_dir {
-            // Already made relative to the file that set it (see `load_merged`).
-            Some(d) => PathBuf::from(d),
-            None => find_models_dir(path),
-        };
-        Self::resolve(raw, path, catalogue, &models_dir)
+        // Already made relative to the file that set it (see `load_merged`).
+        let models_dir = raw.models_dir.as_ref().map(PathBuf::from);
+        Self::resolve(raw, path, catalogue, models_dir.as_deref())
     }
 
-    /// Validate a parsed experiment; `origin` is used in error messages.
+    /// Validate a parsed experiment; `origin` is used in error messages. Model profiles come
+    /// from the catalogue's `--models` folder, then `models_dir`, then the built-in ones.
     pub fn resolve(
         raw: RawExperiment,
         origin: &Path,
         catalogue: &Catalogue,
-        models_dir: &Path,
+        models_dir: Option<&Path>,
     ) -> Result<Experiment, InputError> {
         Self::resolve_patched(raw, origin, catalogue, models_dir, &BTreeMap::new())
     }
@@ -400,9 +403,10 @@ impl Experiment {
         raw: RawExperiment,
         origin: &Path,
         catalogue: &Catalogue,
-        models_dir: &Path,
+        models_dir: Option<&Path>,
         profile_patches: &BTreeMap<String, toml::Value>,
     ) -> Result<Experiment, InputError> {
+        let sources = crate::models::Sources::new([catalogue.models_dir(), models_dir]);
         raw.workload.check(origin)?;
         let trace = match &raw.workload {
             WorkloadSpec::Trace(t) => Some(Arc::new(Trace::from_spec(t, origin)?)),
@@ -582,13 +586,7 @@ impl Experiment {
         for (di, d) in raw.deployments.iter().enumerate() {
             let field = format!("deployments[{di}]");
             let patch = profile_patches.get(&d.model);
-            let model = load_model(
-                models_dir,
-                &d.model,
-                origin,
-                &format!("{field}.model"),
-                patch,
-            )?;
+            let model = load_model(&sources, &d.model, origin, &format!("{field}.model"), patch)?;
             if d.replicas.is_empty() {
                 return Err(InputError::invalid(
                     origin,
@@ -699,7 +697,7 @@ impl Experiment {
                             r.gpu
                         ),
                         &format!(
-                            "a client within its MPS pinned-memory limit of {:.1} GB (the card / replicas; set memory_limit = \"none\" to lift it)",
+                            "a client within its MPS pinned-memory limit of {:.1} GB (the card / replicas; {MPS_MEMORY_HINT})",
                             limit as f64 / 1e9
                         ),
                     ));
@@ -944,41 +942,32 @@ pub fn kind_name(k: &ModelKind) -> &'static str {
 }
 
 fn load_model(
-    dir: &Path,
+    sources: &crate::models::Sources,
     name: &str,
     origin: &Path,
     field: &str,
     patch: Option<&toml::Value>,
 ) -> Result<ModelProfile, InputError> {
-    let path = dir.join(format!("{name}.toml"));
-    if !path.is_file() {
-        let known = profile_names(dir);
+    let Some(found) = sources.find(name)? else {
         return Err(InputError::invalid(
             origin,
             field,
             format!("\"{name}\""),
-            &format!(
-                "a model profile in {}: {}",
-                dir.display(),
-                if known.is_empty() {
-                    "(none found)".to_string()
-                } else {
-                    known.join(", ")
-                }
-            ),
+            &sources.describe(),
         ));
-    }
+    };
+    let path = &found.origin;
     let p = match patch {
-        None => ModelProfile::from_toml_str(&config::read(&path)?, &path)?,
+        None => ModelProfile::from_toml_str(&found.text, path)?,
         Some(patch) => {
-            let mut v: toml::Value = config::parse_toml(&config::read(&path)?, &path)?;
+            let mut v: toml::Value = config::parse_toml(&found.text, path)?;
             merge(&mut v, patch.clone());
-            ModelProfile::from_value(v, &path)?
+            ModelProfile::from_value(v, path)?
         }
     };
     if p.name != name {
         return Err(InputError::invalid(
-            &path,
+            path,
             "name",
             format!("\"{}\"", p.name),
             &format!("the file's stem, \"{name}\""),
@@ -991,16 +980,6 @@ fn base_dir(path: &Path) -> PathBuf {
     path.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-/// The nearest `models/` folder at or above the experiment's folder, else `./models`.
-fn find_models_dir(path: &Path) -> PathBuf {
-    let start = std::fs::canonicalize(base_dir(path)).unwrap_or_else(|_| base_dir(path));
-    start
-        .ancestors()
-        .map(|d| d.join("models"))
-        .find(|d| d.is_dir())
-        .unwrap_or_else(|| PathBuf::from("models"))
-}
-
 /// The experiment file at `path` as one TOML value, its `extends` merged underneath it and
 /// `models_dir` made relative to the working folder: what [`Experiment::load`] parses. Sweeps
 /// edit this value before resolving it with [`resolve_value`].
@@ -1009,7 +988,7 @@ pub fn load_merged_value(path: &Path) -> Result<toml::Value, InputError> {
 }
 
 /// Parse and validate a merged experiment value (see [`load_merged_value`]); `origin` names the
-/// file in messages and locates the default `models/` folder. `profile_patches` maps a model
+/// file in messages. `profile_patches` maps a model
 /// name to a TOML table merged over its profile (see [`Experiment::resolve_patched`]); a patch
 /// for a model no deployment uses is an error.
 pub fn resolve_value(
@@ -1030,11 +1009,14 @@ pub fn resolve_value(
             ));
         }
     }
-    let models_dir = match &raw.models_dir {
-        Some(d) => PathBuf::from(d),
-        None => find_models_dir(origin),
-    };
-    Experiment::resolve_patched(raw, origin, catalogue, &models_dir, profile_patches)
+    let models_dir = raw.models_dir.as_ref().map(PathBuf::from);
+    Experiment::resolve_patched(
+        raw,
+        origin,
+        catalogue,
+        models_dir.as_deref(),
+        profile_patches,
+    )
 }
 
 /// Read `path`, merging the files it `extends` underneath it (deep merge of tables; arrays and
@@ -1328,19 +1310,5 @@ fn engine_spec(
 
 /// The model profiles in `dir` (file stems of its `.toml` files), sorted; empty if unreadable.
 pub fn profile_names(dir: &Path) -> Vec<String> {
-    let mut known: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let p = e.path();
-                    if p.extension()? != "toml" {
-                        return None;
-                    }
-                    Some(p.file_stem()?.to_string_lossy().to_string())
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    known.sort();
-    known
+    crate::models::profile_names(dir)
 }

@@ -1,5 +1,5 @@
 //! Faults: what can go wrong on a GPU, how often, what it takes down, and how long recovery
-//! takes. The blast radius follows the sharing mode (hardware.md §2.3):
+//! takes. The blast radius follows the sharing mode (docs/sources.md §2.4):
 //!
 //! | kind | Xid | scope | MIG, dedicated | time-slicing | recovery |
 //! |---|---|---|---|---|---|

@@ -5,7 +5,8 @@
 //! - [`engine`]: clock, event queue, random streams; knows nothing of GPUs.
 //! - [`hardware`]: the GPU catalogue (data), MIG profiles, placement rules, partitions.
 //! - [`sharing`]: how contexts share a partition (round-robin time-slicing, in bulk).
-//! - [`profile`]: model kernel profiles and [`profile::exec_time`], where work meets hardware.
+//! - [`profile`]: model kernel profiles and [`profile::exec_time`], where work meets hardware;
+//!   [`models`]: the built-in profiles and the folders that add to or override them.
 //! - [`serving`]: serving engines (LLM continuous batching with a KV cache, dynamic batching,
 //!   routing).
 //! - [`faults`]: fault kinds, their rates and recovery, and what they take down.
@@ -36,6 +37,7 @@ pub mod experiment;
 pub mod faults;
 pub mod hardware;
 pub mod metrics;
+pub mod models;
 pub mod nvml;
 pub mod operator;
 pub mod pipeline;

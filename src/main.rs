@@ -19,6 +19,7 @@ use gpushare::error::InputError;
 use gpushare::experiment::Experiment;
 use gpushare::hardware::{Catalogue, format_layout, maximal_placements, validate_layout};
 use gpushare::plot;
+use gpushare::progress::Progress;
 use gpushare::report::{self, RunSummary};
 use gpushare::results::{self, RunDetail};
 use gpushare::study::Study;
@@ -30,6 +31,10 @@ use gpushare::sweep;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Folder of model profiles that add to or override the built-in ones; it wins over an
+    /// experiment's models_dir (see `gpushare models`).
+    #[arg(long, global = true, value_name = "DIR")]
+    models: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -62,8 +67,18 @@ enum Command {
         /// Use this seed for every experiment instead of their own.
         #[arg(long)]
         seed: Option<u64>,
+        /// No progress bar (it is shown on a terminal only anyway).
+        #[arg(long)]
+        quiet: bool,
         #[command(flatten)]
         plot: PlotArgs,
+    },
+    /// List the model profiles an experiment can deploy: the built-in ones, and those a
+    /// --models folder adds or overrides, each with what it is and where it comes from.
+    Models {
+        /// Print this profile's file instead, with the source, assumption or fit of each number.
+        #[arg(long, value_name = "NAME")]
+        show: Option<String>,
     },
     /// Run a sweep: a base experiment under a grid of overrides, in parallel.
     Sweep {
@@ -263,7 +278,8 @@ fn write_trace(
 enum MigCommand {
     /// List the valid maximal MIG layouts of a GPU (no instance can be added).
     Layouts {
-        /// GPU catalogue key, e.g. a100-80gb.
+        /// GPU: catalogue key (e.g. h200), NVML name ("NVIDIA H100 80GB HBM3"), node label value
+        /// (NVIDIA-A100-SXM4-80GB) or PCI device id (0x20B2).
         #[arg(long)]
         gpu: String,
         /// Include the +me and double-memory 1g profiles.
@@ -272,7 +288,8 @@ enum MigCommand {
     },
     /// Check whether a set of MIG instances fits one GPU, and where each is placed.
     Check {
-        /// GPU catalogue key, e.g. a100-80gb.
+        /// GPU: catalogue key (e.g. h200), NVML name ("NVIDIA H100 80GB HBM3"), node label value
+        /// (NVIDIA-A100-SXM4-80GB) or PCI device id (0x20B2).
         #[arg(long)]
         gpu: String,
         /// Instance profiles, e.g. 3g.40gb 3g.40gb.
@@ -295,7 +312,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
-    let catalogue = Catalogue::builtin();
+    let catalogue = Catalogue::builtin().with_models_dir(cli.models.clone());
     if let Command::Run { out: Some(d), .. } | Command::Study { out: Some(d), .. } = &cli.command {
         report::prepare_out_dir(d).map_err(|e| e.to_string())?;
     }
@@ -327,6 +344,7 @@ fn run(cli: Cli) -> Result<(), String> {
             study,
             out,
             seed,
+            quiet,
             plot,
         } => {
             let charts = plot.target(out.as_deref())?;
@@ -335,8 +353,18 @@ fn run(cli: Cli) -> Result<(), String> {
             if let Some(seed) = seed {
                 s.experiments.iter_mut().for_each(|e| e.raw.seed = seed);
             }
-            finish(results::run_all(&s.experiments, out.is_some()), out, charts)
+            let bar = Progress::new(s.experiments.len(), &s.file.name, quiet);
+            let runs = results::run_all(&s.experiments, out.is_some(), &|| bar.inc());
+            bar.finish();
+            let per_dollar = s.prices.as_ref().map(|p| per_dollar_table(&runs, p));
+            if let Some(dir) = &out {
+                results::write_prices(dir, s.prices.as_ref()).map_err(|e| e.to_string())?;
+            }
+            finish(runs, out, charts)?;
+            print!("{}", per_dollar.unwrap_or_default());
+            Ok(())
         }
+        Command::Models { show } => models(&catalogue, show.as_deref()),
         Command::Mig { command } => mig(&catalogue, command),
         Command::Inventory(args) => calibrate::commands::inventory_command(&args, &catalogue),
         Command::Calibrate { command } => {
@@ -409,8 +437,8 @@ fn finish(
     let summaries: Vec<RunSummary> = runs.iter().map(|(s, _)| s.clone()).collect();
     print!("{}", report::table(&summaries));
     if let Some(dir) = out {
-        results::write_outputs(&dir, &runs).map_err(|e: InputError| e.to_string())?;
-        println!("\nwrote {0}/summary.json and {0}/runs.csv", dir.display());
+        let files = results::write_outputs(&dir, &runs).map_err(|e: InputError| e.to_string())?;
+        println!("\nwrote {}", list_files(&dir, &files));
         if let Some(c) = charts {
             cli::draw(&dir, &c, plot::Options::default())?;
         }
@@ -418,10 +446,104 @@ fn finish(
     Ok(())
 }
 
+/// Requests per second per GPU and per dollar of each priced run, with the prices' source.
+fn per_dollar_table(
+    runs: &[(RunSummary, RunDetail)],
+    prices: &gpushare::study::RunPrices,
+) -> String {
+    let mut out = format!(
+        "\nPer dollar (prices: {}):\n{:<28} {:>12} {:>12} {:>14}\n",
+        prices.source, "run", "req/s/GPU", "$/GPU-hour", "requests/$"
+    );
+    for (s, _) in runs {
+        let Some(usd) = prices.usd_per_gpu_hour.get(&s.name) else {
+            continue;
+        };
+        let per_dollar = prices
+            .requests_per_dollar(&s.name, s.throughput_per_gpu_rps)
+            .unwrap_or(f64::NAN);
+        out.push_str(&format!(
+            "{:<28} {:>12.3} {:>12.2} {:>14.0}\n",
+            s.name, s.throughput_per_gpu_rps, usd, per_dollar
+        ));
+    }
+    out
+}
+
+/// `DIR/a, DIR/b and DIR/c`: the files written into a folder, for the "wrote" line.
+fn list_files(dir: &Path, files: &[PathBuf]) -> String {
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let name = f
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
+            format!("{}/{name}", dir.display())
+        })
+        .collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.join(""),
+    }
+}
+
+/// `models`: every profile an experiment can name, with its kind, memory, what it is (the
+/// profile's first comment line) and where it is read from.
+fn models(catalogue: &Catalogue, show: Option<&str>) -> Result<(), String> {
+    let sources = gpushare::models::Sources::new([catalogue.models_dir()]);
+    if let Some(name) = show {
+        let found = sources
+            .find(name)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!(
+                    "--show {name}: no such profile; allowed: {}",
+                    sources.describe()
+                )
+            })?;
+        print!("{}", found.text);
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    for (name, _) in sources.list() {
+        let found = sources
+            .find(&name)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("model profile {name} vanished while listing"))?;
+        let p = gpushare::profile::ModelProfile::from_toml_str(&found.text, &found.origin)
+            .map_err(|e| e.to_string())?;
+        rows.push((
+            name,
+            gpushare::experiment::kind_name(&p.kind),
+            p.memory_gb,
+            gpushare::models::summary_line(&found.text).to_string(),
+            found.origin.display().to_string(),
+        ));
+    }
+    let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(4).max(5);
+    println!("{:<w$}  kind  {:>7}  source", "model", "memory");
+    for (name, kind, mem, what, from) in rows {
+        println!("{name:<w$}  {kind:<4}  {mem:>4.1} GB  {from}");
+        if !what.is_empty() {
+            println!("{:<w$}  {what}", "");
+        }
+    }
+    println!(
+        "\nAn experiment's models_dir adds profiles and overrides built-in ones of the same name; \
+         --models DIR overrides both.\n`gpushare models --show NAME` prints a profile with the \
+         source, assumption or fit behind each number."
+    );
+    Ok(())
+}
+
 fn mig(catalogue: &Catalogue, cmd: MigCommand) -> Result<(), String> {
     match cmd {
         MigCommand::Layouts { gpu, all_profiles } => {
             let spec = catalogue.gpu(&gpu).map_err(|e| e.to_string())?;
+            if !spec.has_mig() {
+                return Err(spec.no_mig().to_string());
+            }
             // One line per distinct layout (multiset of profiles), with its first full placement.
             let mut seen = std::collections::BTreeSet::new();
             let layouts: Vec<_> = maximal_placements(spec, all_profiles)

@@ -5,6 +5,13 @@
 //! many SMs the kernels can keep busy, and how many kernels are launched. Runtime on a
 //! partition follows from its SMs, bandwidth and per-SM FLOP/s, so MIG slices, whole GPUs and
 //! time-sliced GPUs all differ only through the partition they hand the work.
+//!
+//! **Data types.** A profile's `[efficiency] dtype` (default `fp16`, which is BF16 as well) says
+//! which of the GPU's peaks its tensor math runs at: `fp32`, `tf32`, `fp16`/`bf16`, `fp8` or
+//! `int8` (hardware/gpus.toml, `peak_flops_per_s`). FP8 on a GPU without FP8 tensor cores
+//! (Ampere: A100, A10G) runs as dequantized FP16: the weights are widened to FP16 and the math
+//! runs at the FP16 peak; [`Breakdown::dtype`] says which peak was used. Bytes are the
+//! profile's own: a profile for FP8 weights states FP8 bytes.
 
 use std::path::Path;
 
@@ -12,6 +19,7 @@ use serde::Deserialize;
 
 use crate::error::InputError;
 use crate::hardware::Partition;
+pub use crate::hardware::catalogue::Dtype;
 
 /// What one execution of a kernel group costs, before it meets a partition.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -37,16 +45,21 @@ pub struct Breakdown {
     pub launch_ns: f64,
     /// Runtime with the partition to itself: `max(compute, memory) + launch`.
     pub total_ns: f64,
+    /// The data type whose peak the compute ran at: the profile's, except FP8 on a GPU without
+    /// FP8 tensor cores, which runs as dequantized FP16.
+    pub dtype: Dtype,
 }
 
 impl Breakdown {
-    /// Sum of two breakdowns of work run back to back.
+    /// Sum of two breakdowns of work run back to back (one model's, so one data type: the
+    /// later one's is kept, which also fills in a default start).
     pub fn then(self, o: Breakdown) -> Breakdown {
         Breakdown {
             compute_ns: self.compute_ns + o.compute_ns,
             memory_ns: self.memory_ns + o.memory_ns,
             launch_ns: self.launch_ns + o.launch_ns,
             total_ns: self.total_ns + o.total_ns,
+            dtype: o.dtype,
         }
     }
 
@@ -66,12 +79,20 @@ pub struct Efficiency {
     pub memory: f64,
     /// Host-side cost of one kernel launch, microseconds.
     pub launch_us: f64,
+    /// Data type of the tensor math: which of the GPU's peaks `compute` is a fraction of
+    /// (`fp32`, `tf32`, `fp16` or `bf16`, `fp8`, `int8`). Default `fp16`.
+    #[serde(default)]
+    pub dtype: Dtype,
 }
 
 /// Roofline runtime of `w` on partition `p`: the single seam between profiles and hardware.
+///
+/// The compute runs at the peak of the profile's data type (`eff.dtype`); FP8 on a GPU without
+/// FP8 tensor cores runs at the FP16 peak (dequantized), as [`Breakdown::dtype`] records.
 pub fn exec_time(w: &Work, p: &Partition, eff: &Efficiency) -> Breakdown {
     let sms = w.sm_demand.min(f64::from(p.sms)).max(1.0);
-    let compute_ns = w.flops / (sms * p.flops_per_sm_per_s * eff.compute) * 1e9;
+    let (flops_per_sm, dtype) = p.flops_per_sm_per_s(eff.dtype);
+    let compute_ns = w.flops / (sms * flops_per_sm * eff.compute) * 1e9;
     let memory_ns = w.bytes / (p.mem_bw_bytes_per_s * eff.memory) * 1e9;
     let launch_ns = w.launches * eff.launch_us * 1e3;
     Breakdown {
@@ -79,6 +100,7 @@ pub fn exec_time(w: &Work, p: &Partition, eff: &Efficiency) -> Breakdown {
         memory_ns,
         launch_ns,
         total_ns: compute_ns.max(memory_ns) + launch_ns,
+        dtype,
     }
 }
 
@@ -92,7 +114,7 @@ pub fn exec_time(w: &Work, p: &Partition, eff: &Efficiency) -> Breakdown {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Demand {
     /// Compute in SM-nanoseconds: the phase's runtime on one SM at the model's efficiency,
-    /// `flops / (flops_per_sm × compute efficiency) × 1e9`.
+    /// `flops / (flops_per_sm × compute efficiency) × 1e9`, at the peak of the model's data type.
     pub sm_ns: f64,
     /// Most SMs the kernels can use (their grid width); at least 1.
     pub sm_demand: f64,
@@ -106,7 +128,7 @@ impl Demand {
     /// The demand of `w` on SMs of partition `p`'s type, for a model with efficiency `eff`.
     pub fn of(w: &Work, p: &Partition, eff: &Efficiency) -> Demand {
         Demand {
-            sm_ns: w.flops / (p.flops_per_sm_per_s * eff.compute) * 1e9,
+            sm_ns: w.flops / (p.flops_per_sm_per_s(eff.dtype).0 * eff.compute) * 1e9,
             sm_demand: w.sm_demand.max(1.0),
             bytes: w.bytes / eff.memory,
             launch_ns: w.launches * eff.launch_us * 1e3,
@@ -316,19 +338,50 @@ impl ModelProfile {
     }
 
     fn check(&self, origin: &Path) -> Result<(), InputError> {
-        use crate::config::positive;
-        positive(origin, "memory_gb", self.memory_gb)?;
-        crate::config::fraction(origin, "efficiency.compute", self.efficiency.compute)?;
-        crate::config::fraction(origin, "efficiency.memory", self.efficiency.memory)?;
-        crate::config::non_negative(origin, "efficiency.launch_us", self.efficiency.launch_us)?;
+        use crate::config::{in_range, positive};
+        use limits::*;
+        in_range(
+            origin,
+            "memory_gb",
+            self.memory_gb,
+            1e-3,
+            MAX_MEMORY_GB,
+            "GB",
+        )?;
+        let eff = &self.efficiency;
+        in_range(
+            origin,
+            "efficiency.compute",
+            eff.compute,
+            MIN_EFFICIENCY,
+            1.0,
+            "",
+        )?;
+        in_range(
+            origin,
+            "efficiency.memory",
+            eff.memory,
+            MIN_EFFICIENCY,
+            1.0,
+            "",
+        )?;
+        in_range(
+            origin,
+            "efficiency.launch_us",
+            eff.launch_us,
+            0.0,
+            MAX_LAUNCH_US,
+            "us",
+        )?;
         let groups: Vec<(&str, &KernelGroup)> = match &self.kind {
             ModelKind::Asr(a) => {
-                positive(origin, "chunk_ms", a.chunk_ms)?;
+                in_range(origin, "chunk_ms", a.chunk_ms, 1.0, MAX_CHUNK_MS, "ms")?;
                 vec![("chunk", &a.chunk)]
             }
             ModelKind::Tts(t) => {
-                positive(origin, "speech_s_per_token", t.speech_s_per_token)?;
-                positive(origin, "frames_per_speech_s", t.frames_per_speech_s)?;
+                let (s, f) = (t.speech_s_per_token, t.frames_per_speech_s);
+                in_range(origin, "speech_s_per_token", s, 1e-4, 10.0, "s")?;
+                in_range(origin, "frames_per_speech_s", f, 1e-3, MAX_FRAMES_PER_S, "")?;
                 vec![
                     ("encoder", &t.encoder),
                     ("decoder_step", &t.decoder_step),
@@ -336,50 +389,91 @@ impl ModelProfile {
                 ]
             }
             ModelKind::Llm(l) => {
-                positive(origin, "params", l.params)?;
-                positive(origin, "bytes_per_param", l.bytes_per_param)?;
-                positive(origin, "kv_bytes_per_token", l.kv_bytes_per_token)?;
+                in_range(origin, "params", l.params, 1.0, MAX_PARAMS, "")?;
+                in_range(origin, "bytes_per_param", l.bytes_per_param, 0.1, 8.0, "")?;
+                let kv = l.kv_bytes_per_token;
+                in_range(
+                    origin,
+                    "kv_bytes_per_token",
+                    kv,
+                    1.0,
+                    MAX_KV_BYTES_PER_TOKEN,
+                    "",
+                )?;
                 positive(origin, "sm_demand_per_token", l.sm_demand_per_token)?;
-                crate::config::non_negative(origin, "runtime_gb", l.runtime_gb)?;
-                crate::config::non_negative(origin, "step_overhead_us", l.step_overhead_us)?;
-                if l.step_overhead_us > 1e6 {
-                    return Err(InputError::invalid(
-                        origin,
-                        "step_overhead_us",
-                        crate::config::num(l.step_overhead_us),
-                        "at most 1e6 us",
-                    ));
-                }
-                crate::config::non_negative(origin, "kernels_per_step", l.kernels_per_step)?;
-                if l.max_batch == 0 {
+                in_range(origin, "runtime_gb", l.runtime_gb, 0.0, MAX_MEMORY_GB, "GB")?;
+                in_range(
+                    origin,
+                    "step_overhead_us",
+                    l.step_overhead_us,
+                    0.0,
+                    1e6,
+                    "us",
+                )?;
+                let k = l.kernels_per_step;
+                in_range(origin, "kernels_per_step", k, 0.0, MAX_KERNELS, "")?;
+                if l.max_batch == 0 || l.max_batch > MAX_BATCH {
                     return Err(InputError::invalid(
                         origin,
                         "max_batch",
-                        "0",
-                        "an integer >= 1",
+                        l.max_batch,
+                        &format!("an integer in [1, {MAX_BATCH}]"),
                     ));
                 }
                 vec![]
             }
         };
         for (name, g) in groups {
-            crate::config::non_negative(origin, &format!("{name}.flops"), g.flops)?;
-            crate::config::non_negative(origin, &format!("{name}.bytes"), g.bytes)?;
-            positive(origin, &format!("{name}.sm_demand"), g.sm_demand)?;
-            crate::config::non_negative(origin, &format!("{name}.kernels"), g.kernels)?;
-            crate::config::non_negative(
+            let field = |f: &str| format!("{name}.{f}");
+            in_range(origin, &field("flops"), g.flops, 0.0, MAX_FLOPS, "")?;
+            in_range(origin, &field("bytes"), g.bytes, 0.0, MAX_BYTES, "")?;
+            positive(origin, &field("sm_demand"), g.sm_demand)?;
+            in_range(origin, &field("kernels"), g.kernels, 0.0, MAX_KERNELS, "")?;
+            let extra = g.bytes_per_extra_item;
+            in_range(
                 origin,
-                &format!("{name}.bytes_per_extra_item"),
-                g.bytes_per_extra_item,
+                &field("bytes_per_extra_item"),
+                extra,
+                0.0,
+                MAX_BYTES,
+                "",
             )?;
             crate::config::non_negative(
                 origin,
-                &format!("{name}.sm_demand_per_extra_item"),
+                &field("sm_demand_per_extra_item"),
                 g.sm_demand_per_extra_item,
             )?;
         }
         Ok(())
     }
+}
+
+/// The ranges a model profile's numbers must lie in. Each is far beyond any real model, and
+/// small enough that the longest job they allow (a whole batch at the lowest efficiency on one
+/// SM) stays below 2^63 ns, so no derived time overflows the engine's clock.
+pub mod limits {
+    /// Most memory a model may need, GB.
+    pub const MAX_MEMORY_GB: f64 = 1e5;
+    /// Lowest compute or memory efficiency (a fraction of peak).
+    pub const MIN_EFFICIENCY: f64 = 1e-3;
+    /// Longest host-side cost of one kernel launch, microseconds.
+    pub const MAX_LAUNCH_US: f64 = 1e4;
+    /// Longest ASR audio chunk, milliseconds.
+    pub const MAX_CHUNK_MS: f64 = 6e4;
+    /// Most TTS frames per second of speech.
+    pub const MAX_FRAMES_PER_S: f64 = 1e5;
+    /// Most LLM parameters.
+    pub const MAX_PARAMS: f64 = 1e13;
+    /// Most KV-cache bytes per token.
+    pub const MAX_KV_BYTES_PER_TOKEN: f64 = 1e8;
+    /// Most FLOPs in one kernel group for one item (a petaFLOP).
+    pub const MAX_FLOPS: f64 = 1e15;
+    /// Most bytes one kernel group moves for one item (10 TB).
+    pub const MAX_BYTES: f64 = 1e13;
+    /// Most kernel launches in one group or LLM step.
+    pub const MAX_KERNELS: f64 = 1e5;
+    /// Largest LLM batch.
+    pub const MAX_BATCH: u32 = 4096;
 }
 
 #[cfg(test)]
@@ -391,7 +485,13 @@ mod tests {
             sms,
             mem_bw_bytes_per_s: bw,
             memory_bytes: 80_000_000_000,
-            flops_per_sm_per_s: 312e12 / 108.0,
+            peaks_per_sm: crate::hardware::catalogue::Peaks {
+                fp32: 19.5e12 / 108.0,
+                tf32: 156e12 / 108.0,
+                fp16: 312e12 / 108.0,
+                fp8: None,
+                int8: 624e12 / 108.0,
+            },
             label: "test".into(),
         }
     }
@@ -400,6 +500,7 @@ mod tests {
         compute: 0.5,
         memory: 0.8,
         launch_us: 4.0,
+        dtype: Dtype::Fp16,
     };
 
     #[test]
@@ -495,5 +596,59 @@ mod tests {
         let whole = exec_time(&w, &part(108, 2039e9), &EFF);
         let slice = exec_time(&w, &part(42, 1019.5e9), &EFF);
         assert!((slice.total_ns / whole.total_ns - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn fp8_runs_at_the_fp8_peak_where_there_is_one_and_as_fp16_where_not() {
+        use crate::hardware::Catalogue;
+        let cat = Catalogue::builtin();
+        let h100 = cat.gpu("h100-80gb").unwrap().full_partition();
+        let a100 = cat.gpu("a100-80gb").unwrap().full_partition();
+        // Compute-bound work wide enough to fill either GPU.
+        let w = Work {
+            flops: 5e12,
+            bytes: 1e6,
+            sm_demand: 1000.0,
+            launches: 0.0,
+        };
+        let fp8 = Efficiency {
+            dtype: Dtype::Fp8,
+            ..EFF
+        };
+        let h_fp8 = exec_time(&w, &h100, &fp8);
+        let h_fp16 = exec_time(&w, &h100, &EFF);
+        let a_fp8 = exec_time(&w, &a100, &fp8);
+        let a_fp16 = exec_time(&w, &a100, &EFF);
+        assert_eq!(h_fp8.dtype, Dtype::Fp8);
+        // H100: FP8 has twice the FP16 peak (datasheet), so half the compute time.
+        assert!((h_fp16.compute_ns / h_fp8.compute_ns - 1979e12 / 989.4e12).abs() < 1e-9);
+        // A100 has no FP8 tensor cores: dequantized to FP16, the same time as FP16.
+        assert_eq!(a_fp8.dtype, Dtype::Fp16);
+        assert_eq!(a_fp8.total_ns, a_fp16.total_ns);
+        // So an FP8 profile on H100 runs faster than on A100, by the peaks alone.
+        assert!(h_fp8.total_ns < a_fp8.total_ns);
+        let ratio = a_fp8.compute_ns / h_fp8.compute_ns;
+        assert!((ratio - 1979e12 / 312e12).abs() < 1e-9, "{ratio}");
+        // Demand sees the same peak.
+        let d = Demand::of(&w, &h100, &fp8);
+        assert!((d.alone_ns(132.0, h100.mem_bw_bytes_per_s) - h_fp8.total_ns).abs() < 1e-3);
+    }
+
+    #[test]
+    fn dtype_is_read_from_the_efficiency_table_and_defaults_to_fp16() {
+        let e: Efficiency = toml::from_str("compute = 0.5\nmemory = 0.8\nlaunch_us = 4.0").unwrap();
+        assert_eq!(e.dtype, Dtype::Fp16);
+        let e: Efficiency =
+            toml::from_str("compute = 0.5\nmemory = 0.8\nlaunch_us = 4.0\ndtype = \"bf16\"")
+                .unwrap();
+        assert_eq!(e.dtype, Dtype::Fp16);
+        let e: Efficiency =
+            toml::from_str("compute = 0.5\nmemory = 0.8\nlaunch_us = 4.0\ndtype = \"fp8\"")
+                .unwrap();
+        assert_eq!(e.dtype, Dtype::Fp8);
+        let bad = toml::from_str::<Efficiency>(
+            "compute = 0.5\nmemory = 0.8\nlaunch_us = 4.0\ndtype = \"fp4\"",
+        );
+        assert!(bad.is_err());
     }
 }

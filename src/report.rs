@@ -269,27 +269,50 @@ struct SummaryFile<'a> {
     runs: &'a [RunSummary],
 }
 
-/// The comparison table printed on stdout.
+/// The comparison table printed on stdout: completed requests per second (`done/s`, also per
+/// GPU), the success rate, goodput per GPU when a run has an `[slo]`, the counts; then the
+/// latencies, partitions, replicas and LLM figures.
 pub fn table(runs: &[RunSummary]) -> String {
     let mut s = String::new();
-    let _ = writeln!(
+    // Served requests only: a run that fails requests fast must not look faster. Goodput
+    // (within the SLO) only when a run states one.
+    let slo = runs.iter().any(|r| r.goodput_rps.is_some());
+    let _ = write!(
         s,
-        "{:<24} {:>4} {:>9} {:>9} {:>8} {:>6} {:>5}",
-        "run", "gpus", "req/s", "req/s/gpu", "success", "done", "fail"
+        "{:<24} {:>4} {:>9} {:>10} {:>8}",
+        "run", "gpus", "done/s", "done/s/gpu", "success"
     );
+    if slo {
+        let _ = write!(s, " {:>11}", "goodput/gpu");
+    }
+    let _ = writeln!(s, " {:>6} {:>5}", "done", "fail");
     for r in runs {
-        let _ = writeln!(
+        let done_rps = if r.duration_s > 0.0 {
+            r.completed as f64 / r.duration_s
+        } else {
+            0.0
+        };
+        let _ = write!(
             s,
-            "{:<24} {:>4} {:>9.3} {:>9.3} {:>8} {:>6} {:>5}",
+            "{:<24} {:>4} {:>9.3} {:>10.3} {:>8}",
             r.name,
             r.gpus,
-            r.throughput_rps,
-            r.throughput_per_gpu_rps,
+            done_rps,
+            done_rps / r.gpus.max(1) as f64,
             r.success_rate
                 .map_or("-".to_string(), |x| format!("{:.1}%", x * 100.0)),
-            r.completed,
-            r.failed
         );
+        if slo {
+            let _ = write!(
+                s,
+                " {:>11}",
+                r.goodput_rps.map_or("-".to_string(), |g| format!(
+                    "{:.3}",
+                    g / r.gpus.max(1) as f64
+                ))
+            );
+        }
+        let _ = writeln!(s, " {:>6} {:>5}", r.completed, r.failed);
     }
     let _ = writeln!(
         s,

@@ -4,7 +4,7 @@
 //! (busy fraction per partition over time).
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
@@ -107,9 +107,18 @@ pub fn run_traced(
 }
 
 /// Simulate every experiment (in parallel, one run per task); results in input order.
-pub fn run_all(exps: &[Experiment], timelines: bool) -> Vec<(RunSummary, RunDetail)> {
+/// `done` is called as each run finishes (a study's progress bar).
+pub fn run_all(
+    exps: &[Experiment],
+    timelines: bool,
+    done: &(dyn Fn() + Sync),
+) -> Vec<(RunSummary, RunDetail)> {
     exps.par_iter()
-        .map(|e| run_experiment_with_progress(e, true, timelines))
+        .map(|e| {
+            let r = run_experiment_with_progress(e, true, timelines);
+            done();
+            r
+        })
         .collect()
 }
 
@@ -158,13 +167,39 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// Write `prices.json` (each run's price per GPU-hour and the prices' source) into `dir`, which
+/// the charts read to draw requests per dollar; without prices, remove a stale one.
+pub fn write_prices(
+    dir: &Path,
+    prices: Option<&crate::study::RunPrices>,
+) -> Result<(), InputError> {
+    let path = dir.join(PRICES_FILE);
+    match prices {
+        Some(p) => {
+            report::prepare_out_dir(dir)?;
+            let text = serde_json::to_string_pretty(p).unwrap_or_default() + "\n";
+            write_atomic_all(&[(path, text.into_bytes())])
+        }
+        None => match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(InputError::write(&path, e)),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// File name of a study's prices in its results folder.
+pub const PRICES_FILE: &str = "prices.json";
+
 /// Write `summary.json`, `runs.csv`, `latency_quantiles.csv` and `timeline.csv` into `dir`,
-/// all or none.
-pub fn write_outputs(dir: &Path, runs: &[(RunSummary, RunDetail)]) -> Result<(), InputError> {
+/// all or none; the paths written, in that order.
+pub fn write_outputs(
+    dir: &Path,
+    runs: &[(RunSummary, RunDetail)],
+) -> Result<Vec<PathBuf>, InputError> {
     report::prepare_out_dir(dir)?;
     let summaries: Vec<RunSummary> = runs.iter().map(|(s, _)| s.clone()).collect();
     let details: Vec<RunDetail> = runs.iter().map(|(_, d)| d.clone()).collect();
-    write_atomic_all(&[
+    let files = [
         (
             dir.join("summary.json"),
             report::summary_json(&summaries).into_bytes(),
@@ -181,5 +216,7 @@ pub fn write_outputs(dir: &Path, runs: &[(RunSummary, RunDetail)]) -> Result<(),
             dir.join("timeline.csv"),
             timeline_csv(&details).into_bytes(),
         ),
-    ])
+    ];
+    write_atomic_all(&files)?;
+    Ok(files.into_iter().map(|(p, _)| p).collect())
 }

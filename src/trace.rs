@@ -13,7 +13,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::InputError;
-use crate::workload::{Arrival, MAX_SECONDS, OnError, TraceFormat, TraceSpec};
+use crate::workload::{
+    Arrival, MAX_EXPECTED_REQUESTS, MAX_SECONDS, OnError, TraceFormat, TraceSpec,
+};
 
 /// Columns of the `csv` format (and fields of `jsonl`): the time, then optional attributes.
 pub const CSV_COLUMNS: [&str; 5] = [
@@ -86,12 +88,30 @@ impl Trace {
         };
         let input = Cursor::new(head).chain(reader);
         let mut rows = Rows::new(origin, opts.on_error);
-        match format {
-            TraceFormat::Jsonl => read_jsonl(BufReader::new(input), &mut rows)?,
+        let read = match format {
+            TraceFormat::Jsonl => read_jsonl(BufReader::new(input), &mut rows),
             TraceFormat::Csv | TraceFormat::Azure | TraceFormat::Auto => {
-                read_csv(input, format, &mut rows)?
+                read_csv(input, format, &mut rows)
             }
-        }
+        };
+        // A format written by hand that the file's first line contradicts: say which fits.
+        let hint = |e: InputError| match (e, sniff(&first)) {
+            (InputError::Parse { path, message }, Some(fits))
+                if opts.format != TraceFormat::Auto && fits != format =>
+            {
+                InputError::Parse {
+                    path,
+                    message: format!(
+                        "{message} (read as format = \"{}\"; the file's first line is {}: set format = \"{}\" or \"auto\")",
+                        format_name(format),
+                        describe_format(fits),
+                        format_name(fits)
+                    ),
+                }
+            }
+            (e, _) => e,
+        };
+        read.map_err(hint)?;
         if rows.arrivals.is_empty() {
             let why = match &rows.first_skipped {
                 Some(first) => format!(
@@ -100,7 +120,7 @@ impl Trace {
                 ),
                 None => "the trace is empty: a header and no rows".into(),
             };
-            return Err(parse_error(origin, why));
+            return Err(hint(parse_error(origin, why)));
         }
         Ok(Trace {
             path: origin.to_path_buf(),
@@ -133,6 +153,20 @@ impl Trace {
                     "a rate_scale (or a window, start_s and end_s) that replays the trace in at \
                      most {MAX_SECONDS:e} s (it would take {} s)",
                     crate::config::num(span_s)
+                ),
+            ));
+        }
+        let expected = plan.expected_arrivals(&trace);
+        if expected > MAX_EXPECTED_REQUESTS {
+            return Err(InputError::invalid(
+                origin,
+                "workload.duration_s",
+                crate::config::num(span_s),
+                &format!(
+                    "a replay of at most {MAX_EXPECTED_REQUESTS:e} requests (looping this \
+                     window for {} s replays about {}): a shorter duration_s",
+                    crate::config::num(span_s),
+                    crate::config::num(expected.round())
                 ),
             ));
         }
@@ -177,6 +211,40 @@ impl Trace {
     /// Why the first skipped row was skipped (`line N: ...`), if any was.
     pub fn first_skipped(&self) -> Option<&str> {
         self.first_skipped.as_deref()
+    }
+}
+
+/// The format a first line shows by its content alone, if any: a JSON object, the Azure
+/// header, or a CSV header naming `arrival_s`.
+fn sniff(first_line: &str) -> Option<TraceFormat> {
+    if first_line.starts_with('{') {
+        return Some(TraceFormat::Jsonl);
+    }
+    let header: Vec<&str> = first_line.split(',').map(str::trim).collect();
+    if header == AZURE_COLUMNS {
+        Some(TraceFormat::Azure)
+    } else if header.contains(&CSV_COLUMNS[0]) {
+        Some(TraceFormat::Csv)
+    } else {
+        None
+    }
+}
+
+/// The name a format has in an experiment file.
+fn format_name(f: TraceFormat) -> &'static str {
+    match f {
+        TraceFormat::Auto => "auto",
+        TraceFormat::Csv => "csv",
+        TraceFormat::Jsonl => "jsonl",
+        TraceFormat::Azure => "azure",
+    }
+}
+
+fn describe_format(f: TraceFormat) -> &'static str {
+    match f {
+        TraceFormat::Jsonl => "a JSON object (one request per line)",
+        TraceFormat::Azure => "the Azure LLM inference trace's header",
+        _ => "a CSV header with arrival_s",
     }
 }
 
@@ -710,6 +778,19 @@ impl Plan {
         Some(scale(t, self.rate_scale))
     }
 
+    /// About how many arrivals the replay issues: the window's rows once per loop period
+    /// (after scaling) that the replay's duration holds.
+    pub fn expected_arrivals(&self, trace: &Trace) -> f64 {
+        let rows = (self.rows.end - self.rows.start) as f64;
+        match self.period_ns {
+            Some(p) => {
+                let period = p as f64 / self.rate_scale;
+                rows * (self.duration_ns(trace) as f64 / period).ceil().max(1.0)
+            }
+            None => rows,
+        }
+    }
+
     /// How long the replay lasts, ns: `duration_s` if set, else the last arrival's time.
     pub fn duration_ns(&self, trace: &Trace) -> u64 {
         self.end_ns.unwrap_or_else(|| {
@@ -775,5 +856,33 @@ mod tests {
             detect(Path::new("t.JSONL"), "arrival_s"),
             TraceFormat::Jsonl
         );
+    }
+
+    /// A format set by hand that the first line contradicts names the one that fits.
+    #[test]
+    fn a_wrong_format_suggests_the_one_the_header_matches() {
+        let read = |text: &str, format: TraceFormat| {
+            let opts = TraceOptions {
+                format,
+                on_error: OnError::Stop,
+            };
+            Trace::read(
+                Cursor::new(text.as_bytes().to_vec()),
+                Path::new("t.csv"),
+                &opts,
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        let azure = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n";
+        let e = read(azure, TraceFormat::Csv);
+        assert!(e.contains("set format = \"azure\""), "{e}");
+        let csv = "arrival_s,prompt_tokens\n0.5,100\n";
+        let e = read(csv, TraceFormat::Azure);
+        assert!(e.contains("set format = \"csv\""), "{e}");
+        let e = read(csv, TraceFormat::Jsonl);
+        assert!(e.contains("set format = \"csv\""), "{e}");
+        let e = read("{\"arrival_s\": 1}\n", TraceFormat::Csv);
+        assert!(e.contains("set format = \"jsonl\""), "{e}");
     }
 }

@@ -259,12 +259,12 @@ impl WorkloadSpec {
     pub fn check(&self, origin: &Path) -> Result<(), InputError> {
         match self {
             WorkloadSpec::ClosedLoop(c) => {
-                if c.users == 0 {
+                if c.users == 0 || c.users > MAX_USERS {
                     return Err(InputError::invalid(
                         origin,
                         "workload.users",
-                        0,
-                        "an integer >= 1",
+                        c.users,
+                        &format!("an integer in [1, {MAX_USERS}]"),
                     ));
                 }
                 seconds(origin, "workload.ramp_up_s", c.ramp_up_s, false)?;
@@ -273,11 +273,11 @@ impl WorkloadSpec {
                 seconds(origin, "workload.think_time_s", c.think_time_s, false)?;
             }
             WorkloadSpec::Poisson(p) => {
-                positive(origin, "workload.rate_rps", p.rate_rps)?;
+                rate(origin, "workload.rate_rps", p.rate_rps)?;
                 seconds(origin, "workload.duration_s", p.duration_s, true)?;
             }
             WorkloadSpec::Gamma(g) => {
-                positive(origin, "workload.rate_rps", g.rate_rps)?;
+                rate(origin, "workload.rate_rps", g.rate_rps)?;
                 if !(MIN_CV..=MAX_CV).contains(&g.cv) {
                     return Err(InputError::invalid(
                         origin,
@@ -292,7 +292,7 @@ impl WorkloadSpec {
                 seconds(origin, "workload.duration_s", g.duration_s, true)?;
             }
             WorkloadSpec::OnOff(o) => {
-                positive(origin, "workload.on_rate_rps", o.on_rate_rps)?;
+                rate(origin, "workload.on_rate_rps", o.on_rate_rps)?;
                 seconds(origin, "workload.on_s", o.on_s, true)?;
                 if o.on_s < MIN_ON_S {
                     return Err(InputError::invalid(
@@ -312,9 +312,28 @@ impl WorkloadSpec {
             return Err(InputError::invalid(
                 origin,
                 "workload",
-                format!("{} s in all", self.duration_s()),
+                format!("{} s in all", crate::config::num(self.duration_s())),
                 &format!("a total duration of at most {MAX_SECONDS:e} s"),
             ));
+        }
+        if let Some(rps) = self.mean_rate_rps() {
+            let expected = rps * self.duration_s();
+            if expected > MAX_EXPECTED_REQUESTS {
+                return Err(InputError::invalid(
+                    origin,
+                    "workload",
+                    format!(
+                        "{} req/s for {} s (about {} requests)",
+                        crate::config::num(rps),
+                        crate::config::num(self.duration_s()),
+                        crate::config::num(expected.round())
+                    ),
+                    &format!(
+                        "at most {MAX_EXPECTED_REQUESTS:e} expected requests in one run \
+                         (a lower rate or a shorter duration)"
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -373,9 +392,36 @@ pub const MIN_ON_S: f64 = 1e-3;
 /// the ~585 years at which nanosecond time would overflow.
 pub const MAX_SECONDS: f64 = 1e8;
 
+/// Most closed-loop users in one run.
+pub const MAX_USERS: u32 = 1_000_000;
+
+/// Highest arrival rate, requests per second.
+pub const MAX_RATE_RPS: f64 = 1e6;
+
+/// Most requests an open-loop or trace workload may be expected to issue in one run: about
+/// seven times the 1,000-GPU fleet's hour (7.2 M requests, about a minute to simulate), so a
+/// mistyped rate or duration is refused at once instead of running for hours.
+pub const MAX_EXPECTED_REQUESTS: f64 = 5e7;
+
+/// Shortest span accepted where a span must be positive.
+pub const MIN_SECONDS: f64 = 1e-3;
+
+fn rate(origin: &Path, field: &str, x: f64) -> Result<(), InputError> {
+    crate::config::in_range(origin, field, x, 1e-9, MAX_RATE_RPS, "req/s")
+}
+
 fn seconds(origin: &Path, field: &str, x: f64, strictly_positive: bool) -> Result<(), InputError> {
     if strictly_positive {
         positive(origin, field, x)?;
+        // Shorter spans round to no time at all on the engine's nanosecond clock.
+        if x < MIN_SECONDS {
+            return Err(InputError::invalid(
+                origin,
+                field,
+                crate::config::num(x),
+                &format!("at least {MIN_SECONDS} s"),
+            ));
+        }
     } else {
         non_negative(origin, field, x)?;
     }

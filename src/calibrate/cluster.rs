@@ -16,7 +16,7 @@ use crate::nvml::recording::{GpuInfo, MigDeviceInfo, Node, ProcessRec};
 pub enum MatchedBy {
     /// Its PCI device id equals the catalogue entry's.
     PciDeviceId,
-    /// Its name (without `NVIDIA `) equals the catalogue entry's name or key.
+    /// Its name is one of the catalogue entry's names (NVML name, product name, key...).
     Name,
 }
 
@@ -29,21 +29,18 @@ impl MatchedBy {
     }
 }
 
-/// The catalogue entry of GPU `g`, and how it was found.
+/// The catalogue entry of GPU `g`, and how it was found: through the catalogue's one resolver
+/// ([`Catalogue::device`]), by PCI device id first, else by any of its names (NVML name, key...).
 pub fn match_gpu<'a>(cat: &'a Catalogue, g: &GpuInfo) -> Option<(&'a GpuSpec, MatchedBy)> {
-    if let Some(id) = g.pci_device_id.get()
-        && let Some(spec) = cat
-            .gpus()
-            .iter()
-            .find(|s| s.pci_device_id.eq_ignore_ascii_case(id))
-    {
-        return Some((spec, MatchedBy::PciDeviceId));
-    }
-    let bare = g.name.trim().trim_start_matches("NVIDIA ").trim();
-    cat.gpus()
-        .iter()
-        .find(|s| s.name.eq_ignore_ascii_case(bare) || s.key.eq_ignore_ascii_case(bare))
-        .map(|s| (s, MatchedBy::Name))
+    cat.device(g.pci_device_id.get().map(String::as_str), &g.name)
+        .map(|(spec, by_pci)| {
+            let by = if by_pci {
+                MatchedBy::PciDeviceId
+            } else {
+                MatchedBy::Name
+            };
+            (spec, by)
+        })
 }
 
 /// One MIG (GPU) instance as the simulator sees it.

@@ -80,7 +80,15 @@ pub struct FitArgs {
     /// The fitted profile to write (TOML).
     #[arg(long)]
     pub out: PathBuf,
+    /// Write the profile even when the fit misses the measurements by more than
+    /// `POOR_FIT_MAPE_PCT` on average (it is refused otherwise).
+    #[arg(long)]
+    pub accept_poor_fit: bool,
 }
+
+/// A fit whose mean absolute percentage error on any fitted quantity passes this is refused
+/// (unless `--accept-poor-fit`): a profile that far off the measurements predicts nothing.
+pub const POOR_FIT_MAPE_PCT: f64 = 30.0;
 
 /// `gpushare calibrate validate`.
 #[derive(clap::Args, Debug)]
@@ -251,6 +259,33 @@ fn fit_command(args: &FitArgs, catalogue: &Catalogue) -> Result<(), CalibrateErr
     })?;
     print!("{}", fitted.report);
     warn_all(&fitted.warnings);
+    let poor: Vec<String> = fitted
+        .quality
+        .iter()
+        .filter(|(_, q)| !(q.mape_pct.is_finite() && q.mape_pct <= POOR_FIT_MAPE_PCT))
+        .map(|(what, q)| {
+            format!(
+                "{what} (MAPE {}%, R² {})",
+                short_num(q.mape_pct),
+                short_num(q.r2)
+            )
+        })
+        .collect();
+    if !poor.is_empty() {
+        let msg = format!(
+            "the fit misses the measurements: {} (MAPE at most {POOR_FIT_MAPE_PCT}% allowed)",
+            poor.join(", ")
+        );
+        if !args.accept_poor_fit {
+            return Err(CalibrateError::Data(format!(
+                "{msg}; nothing written to {} (--accept-poor-fit writes it anyway)",
+                args.out.display()
+            )));
+        }
+        eprintln!("warning: {msg}; written as asked (--accept-poor-fit)");
+    }
+    let inputs = [base_path.as_path(), &args.recording, &args.requests];
+    crate::config::not_an_input(&args.out, "--out", &inputs)?;
     write_atomic_all(&[(args.out.clone(), fitted.toml.into_bytes())])?;
     println!("wrote {}", args.out.display());
     Ok(())
@@ -373,5 +408,14 @@ pub fn file_name(p: &Path) -> String {
 fn warn_all(warnings: &[String]) {
     for w in warnings {
         eprintln!("warning: {w}");
+    }
+}
+
+/// A fit statistic as messages show it: two decimals, exponent form when extreme.
+fn short_num(x: f64) -> String {
+    if x.is_finite() && x.abs() < 1e6 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3e}")
     }
 }

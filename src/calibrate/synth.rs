@@ -1,5 +1,5 @@
 //! Synthetic measurements for tests and examples. **Not measured on a GPU**: a node described
-//! from the documented A100/H100 facts (`hardware/gpus.toml`, from hardware.md), recordings of
+//! from the documented A100/H100 facts (`hardware/gpus.toml`, from docs/sources.md), recordings of
 //! it under a chosen load, and request logs computed by the simulator from a known profile
 //! (the LLM's by full simulation runs, one request each; the ASR's by the simulator's
 //! batcher and roofline on one replica).
@@ -51,7 +51,7 @@ fn proc(pid: u32, name: &str, bytes: u64) -> ProcessRec {
 
 /// A node with an A100-SXM4-80GB in MIG mode (two 3g.40gb instances at memory slices 0 and
 /// 4, the seed study's layout) serving ASR and TTS, and an H100 80GB HBM3 without MIG
-/// serving the LLM. Memory and SM figures are the catalogue's (hardware.md §1.4, §1.5);
+/// serving the LLM. Memory and SM figures are the catalogue's (docs/sources.md §1.4, §1.5);
 /// process memory is the seed study's measured footprints (ASR 9.6 GB, TTS 13.4 GB, LLM
 /// 73.2 GB); ids and names are made up.
 pub fn node() -> Node {
@@ -117,7 +117,7 @@ pub fn node() -> Node {
 
 /// Samples of `node` every `interval_ms`, GPU `g` busy `busy(g, t_ms)` (a fraction) over
 /// the interval before `t_ms`. Values NVML does not give on MIG are absent with its reason.
-/// SM clocks are the boost clocks (A100 1410 MHz, hardware.md §4; H100 1980 MHz, datasheet);
+/// SM clocks are the boost clocks (A100 1410 MHz, docs/sources.md §4; H100 1980 MHz, datasheet);
 /// power is illustrative (idle 60 W plus up to 300 W with load).
 pub fn samples(
     node: &Node,

@@ -96,7 +96,12 @@ pub fn provenance_warnings(exp: &Experiment, recording: Option<&Recording>) -> V
             if !seen.insert((gpu.key.clone(), partition.clone())) {
                 continue;
             }
-            if gpu.key != cal.gpu || !partition.eq_ignore_ascii_case(&cal.partition) {
+            // The measured GPU may be named by any of its names (key, NVML name, PCI id...).
+            let same_gpu = gpu
+                .aliases()
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(cal.gpu.trim()));
+            if !same_gpu || !partition.eq_ignore_ascii_case(&cal.partition) {
                 out.push(format!(
                     "profile {} was fitted on a {} ({}) but runs on a {} ({}) on {}: its fitted \
                      numbers are carried over through the roofline, not measured there",

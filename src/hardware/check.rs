@@ -16,15 +16,13 @@ pub(crate) fn catalogue_problems(gpus: &[GpuSpec]) -> Vec<String> {
     let mut names = HashSet::new();
     for (i, g) in gpus.iter().enumerate() {
         let at = format!("gpu[{i}] ({})", g.key);
-        // Keys and product names share one namespace because lookup accepts either.
-        let mut own = vec![g.key.to_lowercase()];
-        if !g.name.eq_ignore_ascii_case(&g.key) {
-            own.push(g.name.to_lowercase());
-        }
-        for n in own {
-            if !names.insert(n.clone()) {
+        // Keys, product names, NVML names, their label forms and PCI ids share one namespace
+        // because lookup accepts any of them.
+        for n in g.aliases() {
+            if !names.insert(n.to_lowercase()) {
                 out.push(format!(
-                    "{at}: name `{n}` is used by another GPU (keys and names must be unique)"
+                    "{at}: name `{n}` is used by another GPU (keys, names, NVML names and PCI \
+                     device ids must be unique)"
                 ));
             }
         }
@@ -65,14 +63,40 @@ fn gpu_problems(g: &GpuSpec, at: &str, out: &mut Vec<String>) {
         g.memory_bytes > 0,
         "memory_bytes: must be at least 1".to_string(),
     );
-    for (field, v) in [
+    let p = &g.peak_flops_per_s;
+    let mut positives = vec![
         ("mem_bw_bytes_per_s", g.mem_bw_bytes_per_s),
-        ("fp16_flops_per_s", g.fp16_flops_per_s),
-    ] {
+        ("peak_flops_per_s.fp32", p.fp32),
+        ("peak_flops_per_s.tf32", p.tf32),
+        ("peak_flops_per_s.fp16", p.fp16),
+        ("peak_flops_per_s.int8", p.int8),
+    ];
+    if let Some(v) = p.fp8 {
+        positives.push(("peak_flops_per_s.fp8", v));
+    }
+    for (field, v) in positives {
         need(
             v.is_finite() && v > 0.0,
             format!("{field}: {v} must be a finite positive number"),
         );
+    }
+    for n in &g.nvml_names {
+        need(
+            n.trim() == n && !n.is_empty(),
+            format!("nvml_names: `{n}` must be non-empty without surrounding spaces"),
+        );
+    }
+    if g.mig_profiles.is_empty() {
+        // No MIG: no slices either.
+        need(
+            g.memory_slices == 0 && g.sm_slices == 0,
+            format!(
+                "memory_slices/sm_slices: {}/{} must be absent (0) on a GPU without \
+                 [[gpu.mig_profile]] entries",
+                g.memory_slices, g.sm_slices
+            ),
+        );
+        return;
     }
     need(
         (1..=MAX_MEMORY_SLICES).contains(&g.memory_slices),

@@ -6,15 +6,30 @@ use thiserror::Error;
 /// layout the placement rules forbid, or catalogue data that fails its checks.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum HardwareError {
-    /// A GPU key or product name that is not in the catalogue.
-    #[error("unknown GPU `{name}`: the catalogue knows {known}{}", did_you_mean(.suggestion))]
+    /// A GPU name (key, product name, NVML name, node label value or PCI id) that no catalogue
+    /// entry has.
+    #[error(
+        "unknown GPU `{name}`: the catalogue knows {known} (by key, product name, NVML name, \
+         nvidia.com/gpu.product label or PCI device id){}",
+        did_you_mean(.suggestion)
+    )]
     UnknownGpu {
         /// The name that was asked for.
         name: String,
         /// The known GPU keys, comma-separated.
         known: String,
-        /// The known key closest to `name` by edit distance.
+        /// The known name closest to `name` by edit distance (any of a GPU's names), with the
+        /// key it belongs to when it is not the key itself.
         suggestion: Option<String>,
+    },
+    /// A MIG profile or layout asked of a GPU that has no MIG.
+    #[error(
+        "no MIG on {gpu}: it runs whole, time-sliced or under MPS (sharing mode `dedicated`, \
+         `time-slicing` or `mps`)"
+    )]
+    NoMig {
+        /// Product name of the GPU.
+        gpu: String,
     },
     /// A MIG profile name that the GPU does not offer.
     #[error(

@@ -1,7 +1,7 @@
 //! MIG layouts: checking a set of GPU instances against the placement rules, and enumerating
 //! the layouts that fill a GPU.
 //!
-//! The rule (hardware.md §1.3, §1.6): an instance of a profile starts at one of the profile's
+//! The rule (docs/sources.md §1.3, §1.6): an instance of a profile starts at one of the profile's
 //! listed memory-slice indices and occupies `start..start + placement_size`; instances may not
 //! overlap; each profile appears at most `max_count` times; and the SM slices used may not exceed
 //! the GPU's (implied by the placements on A100/H100, checked anyway for a clearer message).
@@ -72,7 +72,7 @@ pub fn validate_layout<S: AsRef<str>>(
 ///
 /// A multiset is maximal only if *no* placement of it leaves room: `3g + 3× 1g` is not
 /// maximal, because with the 3g at slice 4 a fourth 1g fits. So A100 and H100 give 12 classic
-/// layouts (44 with the extra profiles). hardware.md §1.6 lists 14: the distinct multisets of
+/// layouts (44 with the extra profiles). docs/sources.md §1.6 lists 14: the distinct multisets of
 /// [`maximal_placements`], which also counts layouts that are full only at one placement.
 pub fn maximal_layouts(gpu: &GpuSpec, include_extra_profiles: bool) -> Vec<Vec<String>> {
     maximal_multisets(gpu, &considered(gpu, include_extra_profiles))

@@ -1,11 +1,11 @@
-//! Tests of the MIG placement rules against hardware.md §1.6 and known-impossible layouts.
+//! Tests of the MIG placement rules against docs/sources.md §1.6 and known-impossible layouts.
 
 use proptest::prelude::*;
 
 use super::*;
 use crate::hardware::Catalogue;
 
-/// hardware.md §1.6: maximal layouts of the classic profiles, 40 GB names.
+/// docs/sources.md §1.6: maximal layouts of the classic profiles, 40 GB names.
 const TABLE_40GB: [&str; 14] = [
     "7g.40gb",
     "4g.20gb + 3g.20gb",
@@ -29,6 +29,18 @@ const PLACEMENT_ONLY: [&str; 2] = ["3g.20gb + 2g.10gb + 1g.5gb", "3g.20gb + 3× 
 
 fn gpu(key: &str) -> GpuSpec {
     Catalogue::builtin().gpu(key).unwrap().clone()
+}
+
+/// Keys of every GPU of the catalogue that has MIG.
+fn mig_keys() -> Vec<String> {
+    let keys: Vec<String> = Catalogue::builtin()
+        .gpus()
+        .iter()
+        .filter(|g| g.has_mig())
+        .map(|g| g.key.clone())
+        .collect();
+    assert_eq!(keys.len(), 9, "{keys:?}");
+    keys
 }
 
 /// Parses `3g.20gb + 2× 1g.5gb` into names.
@@ -83,7 +95,7 @@ fn reason(g: &GpuSpec, layout: &str) -> String {
 #[test]
 fn every_table_layout_is_accepted_on_every_gpu() {
     let a40 = gpu("a100-40gb");
-    for key in ["a100-40gb", "a100-80gb", "h100-80gb"] {
+    for key in &mig_keys() {
         let g = gpu(key);
         for row in TABLE_40GB {
             let names = translate(&a40, &g, &expand(row));
@@ -96,7 +108,7 @@ fn every_table_layout_is_accepted_on_every_gpu() {
 #[test]
 fn table_is_the_set_of_full_placements() {
     let table = table_shapes(&TABLE_40GB);
-    for key in ["a100-40gb", "a100-80gb", "h100-80gb"] {
+    for key in &mig_keys() {
         let g = gpu(key);
         let placements = maximal_placements(&g, false);
         assert_eq!(placements.len(), 19, "{key}");
@@ -120,7 +132,7 @@ fn maximal_layouts_are_the_table_without_placement_only_rows() {
         .filter(|r| !PLACEMENT_ONLY.contains(r))
         .collect();
     let want = table_shapes(&rows);
-    for key in ["a100-40gb", "a100-80gb", "h100-80gb"] {
+    for key in &mig_keys() {
         let g = gpu(key);
         let got: BTreeSet<Vec<u32>> = maximal_layouts(&g, false)
             .iter()
@@ -137,7 +149,7 @@ fn maximal_layouts_are_the_table_without_placement_only_rows() {
 
 #[test]
 fn counts_with_the_double_memory_1g_profile() {
-    // hardware.md §1.6 says 38 with 1g.10gb: that is the count of distinct full placements.
+    // docs/sources.md §1.6 says 38 with 1g.10gb: that is the count of distinct full placements.
     let g = gpu("a100-40gb");
     let profiles: Vec<&MigProfile> = g
         .mig_profiles
@@ -164,8 +176,10 @@ fn h100_has_the_same_maximal_shapes_as_a100() {
                 .map(|l| shape(&g, l))
                 .collect()
         };
-        assert_eq!(shapes("h100-80gb"), shapes("a100-80gb"));
-        assert_eq!(shapes("a100-40gb"), shapes("a100-80gb"));
+        // Every MIG GPU of the catalogue shares A100's geometry (eighths, the same placements).
+        for key in mig_keys() {
+            assert_eq!(shapes(&key), shapes("a100-80gb"), "{key}");
+        }
     }
 }
 
@@ -311,7 +325,78 @@ fn format_layout_groups_repeats() {
 }
 
 fn any_gpu() -> impl Strategy<Value = GpuSpec> {
-    prop::sample::select(Catalogue::builtin().gpus().to_vec())
+    let mig: Vec<GpuSpec> = Catalogue::builtin()
+        .gpus()
+        .iter()
+        .filter(|g| g.has_mig())
+        .cloned()
+        .collect();
+    prop::sample::select(mig)
+}
+
+#[test]
+fn h200_and_b200_layouts_by_their_own_names() {
+    let h200 = gpu("h200");
+    let l = maximal_layouts(&h200, false);
+    assert_eq!(l.len(), 12);
+    assert_eq!(format_layout(&l[0]), "7g.141gb");
+    assert_eq!(format_layout(&l[1]), "4g.71gb + 3g.71gb");
+    assert_eq!(format_layout(&l[11]), "7× 1g.18gb");
+    validate_layout(&h200, &["3g.71gb", "2g.35gb", "1g.18gb", "1g.18gb"]).unwrap();
+    validate_layout(&h200, &["1g.35gb"; 4]).unwrap();
+    let b200 = gpu("b200");
+    let l = maximal_layouts(&b200, false);
+    assert_eq!(l.len(), 12);
+    assert_eq!(format_layout(&l[0]), "7g.180gb");
+    assert_eq!(format_layout(&l[11]), "7× 1g.23gb");
+    // The operator's all-balanced for B200: 2x 1g.23gb + 2g.45gb + 3g.90gb.
+    validate_layout(&b200, &["1g.23gb", "1g.23gb", "2g.45gb", "3g.90gb"]).unwrap();
+    // Impossible ones are refused, with the reason.
+    for (g, bad) in [
+        (&h200, "4g.71gb + 4g.71gb"),
+        (&h200, "8× 1g.18gb"),
+        (&h200, "7g.141gb + 1g.18gb"),
+        (&h200, "2× 3g.71gb + 1g.18gb"),
+        (&b200, "4g.90gb + 3g.90gb + 1g.23gb"),
+        (&b200, "5× 1g.45gb"),
+        (&b200, "2× 1g.23gb.me"),
+    ] {
+        assert!(
+            validate_layout(g, &expand(bad)).is_err(),
+            "{}: {bad}",
+            g.key
+        );
+    }
+    // Another GPU's profile names are not these GPUs'.
+    let e = validate_layout(&h200, &["3g.40gb"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("did you mean `3g.71gb`?"), "{e}");
+}
+
+#[test]
+fn gpus_without_mig_refuse_every_profile() {
+    for key in ["l40s", "l4", "a10g"] {
+        let g = gpu(key);
+        assert!(!g.has_mig());
+        let e = validate_layout(&g, &["1g.10gb"]).unwrap_err();
+        assert_eq!(
+            e,
+            HardwareError::NoMig {
+                gpu: g.name.clone()
+            }
+        );
+        assert!(
+            e.to_string().starts_with(&format!("no MIG on {}", g.name)),
+            "{e}"
+        );
+    }
+    assert!(
+        validate_layout(&gpu("l40s"), &["1g.10gb"])
+            .unwrap_err()
+            .to_string()
+            .starts_with("no MIG on L40S")
+    );
 }
 
 proptest! {

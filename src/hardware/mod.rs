@@ -5,7 +5,7 @@ mod check;
 pub mod error;
 pub mod mig;
 
-pub use catalogue::{Catalogue, GpuSpec, MigProfile, Partition};
+pub use catalogue::{Catalogue, Dtype, GpuSpec, MigProfile, Partition, Peaks};
 pub use error::HardwareError;
 pub use mig::{
     PlacedInstance, format_layout, maximal_layouts, maximal_placements, validate_layout,

@@ -18,6 +18,9 @@ use super::{
     MigMode, Nvml, NvmlError, Process, ProcessUtilization, Utilization,
 };
 
+/// How many times a process list that grew while it was read is asked for again.
+const PROCESS_LIST_RETRIES: u32 = 3;
+
 /// NVML on this machine's driver.
 pub struct LiveNvml {
     nvml: nvml_wrapper::Nvml,
@@ -93,6 +96,7 @@ fn call_error(e: WrapperError) -> CallError {
         WrapperError::NotSupported => CallError::new(CallErrorKind::NotSupported, ""),
         WrapperError::NotFound => CallError::new(CallErrorKind::NotFound, ""),
         WrapperError::NoPermission => CallError::new(CallErrorKind::NoPermission, ""),
+        WrapperError::GpuLost => CallError::new(CallErrorKind::GpuLost, super::GPU_LOST),
         WrapperError::FailedToLoadSymbol(s) => CallError::new(
             CallErrorKind::NotSupported,
             &format!("by this driver (symbol missing: {s})"),
@@ -220,10 +224,19 @@ impl Nvml for LiveNvml {
     }
 
     fn processes(&self, d: Dev) -> CallResult<Vec<Process>> {
-        let list = self
-            .dev(d)?
-            .running_compute_processes()
-            .map_err(call_error)?;
+        let dev = self.dev(d)?;
+        // The wrapper counts the processes, then fetches into a list five entries longer;
+        // processes that start in between overflow it (InsufficientSize). nvml.h says the
+        // list is dynamic: ask again.
+        let mut retries = 0;
+        let list = loop {
+            match dev.running_compute_processes() {
+                Err(WrapperError::InsufficientSize(_)) if retries < PROCESS_LIST_RETRIES => {
+                    retries += 1;
+                }
+                r => break r.map_err(call_error)?,
+            }
+        };
         Ok(list
             .into_iter()
             .map(|p| Process {

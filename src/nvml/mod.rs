@@ -27,6 +27,10 @@ pub const LIB_ENV: &str = "GPUSHARE_NVML_LIB";
 pub const MIG_NO_UTILIZATION: &str = "on MIG-enabled GPUs: NVML does not attribute \
      utilization to MIG instances (DCGM does, per GPU instance)";
 
+/// Why a lost GPU gives no value (after `GpuLost`).
+pub const GPU_LOST: &str = "(NVML_ERROR_GPU_IS_LOST): the GPU fell off the bus or is otherwise \
+     inaccessible; a GPU reset or a reboot brings it back";
+
 /// The library NVML is loaded from by default (Linux).
 pub const DEFAULT_LIB: &str = "libnvidia-ml.so.1";
 
@@ -53,7 +57,9 @@ pub enum CallErrorKind {
     NotFound,
     /// The caller lacks the privileges for the query.
     NoPermission,
-    /// Anything else (lost GPU, unknown error, a symbol missing from an old driver).
+    /// The GPU fell off the bus or is otherwise inaccessible (`NVML_ERROR_GPU_IS_LOST`).
+    GpuLost,
+    /// Anything else (unknown error, a symbol missing from an old driver).
     Other,
 }
 
@@ -64,6 +70,7 @@ impl CallErrorKind {
             CallErrorKind::NotSupported => "NotSupported",
             CallErrorKind::NotFound => "NotFound",
             CallErrorKind::NoPermission => "NoPermission",
+            CallErrorKind::GpuLost => "GpuLost",
             CallErrorKind::Other => "Error",
         }
     }
@@ -74,6 +81,7 @@ impl CallErrorKind {
             CallErrorKind::NotSupported,
             CallErrorKind::NotFound,
             CallErrorKind::NoPermission,
+            CallErrorKind::GpuLost,
         ]
         .into_iter()
         .find(|k| reason.starts_with(k.name()))
@@ -346,6 +354,9 @@ mod tests {
             CallError::from_reason("something odd").kind,
             CallErrorKind::Other
         );
+        let lost = CallError::new(CallErrorKind::GpuLost, GPU_LOST);
+        assert!(lost.message.starts_with("GpuLost (NVML_ERROR_GPU_IS_LOST)"));
+        assert_eq!(CallError::from_reason(&lost.message), lost);
     }
 
     #[test]

@@ -54,6 +54,13 @@ pub struct NodeSpec {
     pub time_slice_us: Option<f64>,
     /// Simulation parameter: context-switch cost under time-slicing, microseconds.
     pub switch_cost_us: Option<f64>,
+    /// Simulation naming, not a Kubernetes setting: the experiment's ids for these GPUs
+    /// (default `gpu<N>`, numbered across the nodes in order).
+    pub gpu_ids: Option<Vec<String>>,
+    /// Simulation grouping: the experiment node these GPUs belong to (what a GPU falling off
+    /// the bus takes down, and the reports' `node`), when it is not this node's name. Export
+    /// writes it when the device plugin needs one experiment node split into several nodes.
+    pub sim_node: Option<String>,
     /// Where the node is.
     pub at: At,
 }
@@ -86,6 +93,10 @@ struct RawNode {
     time_slice_us: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     switch_cost_us: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gpu_ids: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sim_node: Option<String>,
 }
 
 /// True if `s` is a Kubernetes object name (DNS-1123 subdomain): lower-case letters, digits,
@@ -150,6 +161,29 @@ impl ClusterFile {
                     ));
                 }
             }
+            if let Some(ids) = &n.gpu_ids {
+                if ids.len() != n.count as usize {
+                    return Err(src.error(
+                        at,
+                        &format!("{f}.gpuIds"),
+                        format!(
+                            "{} ids for {} GPUs: expected one id per GPU (or no gpuIds: gpu0, gpu1, ...)",
+                            ids.len(),
+                            n.count
+                        ),
+                    ));
+                }
+                let earlier = nodes.iter().flat_map(|m| m.gpu_ids.iter().flatten());
+                if let Some(dup) = ids.iter().enumerate().find(|(k, id)| {
+                    id.is_empty() || ids[..*k].contains(id) || earlier.clone().any(|e| e == *id)
+                }) {
+                    return Err(src.error(
+                        at,
+                        &format!("{f}.gpuIds"),
+                        format!("`{}`: expected unique, non-empty GPU ids", dup.1),
+                    ));
+                }
+            }
             nodes.push(NodeSpec {
                 name: n.name,
                 gpu: n.gpu,
@@ -157,6 +191,8 @@ impl ClusterFile {
                 labels: n.labels,
                 time_slice_us: n.time_slice_us,
                 switch_cost_us: n.switch_cost_us,
+                gpu_ids: n.gpu_ids,
+                sim_node: n.sim_node,
                 at,
             });
         }
@@ -205,6 +241,8 @@ impl ClusterFile {
                     labels: n.labels.clone(),
                     time_slice_us: n.time_slice_us,
                     switch_cost_us: n.switch_cost_us,
+                    gpu_ids: n.gpu_ids.clone(),
+                    sim_node: n.sim_node.clone(),
                 })
                 .collect(),
         })
@@ -254,7 +292,7 @@ impl Bundle {
             None => None,
         };
         let wp = dir.join(&cluster.workloads);
-        let workloads = Workloads::from_text(&wp, &read(&wp)?)?;
+        let workloads = Workloads::from_text(&wp, &read(&wp)?, notes)?;
         Ok(Bundle {
             cluster,
             mig_parted,

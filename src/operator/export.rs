@@ -67,6 +67,10 @@ pub enum NodeSharing {
 pub struct NodeLayout {
     /// Node name.
     pub name: String,
+    /// The experiment's node, when this node is one of several it was split into.
+    pub sim_node: Option<String>,
+    /// The experiment's ids of its GPUs (empty: `gpu<N>`, numbered across the nodes).
+    pub ids: Vec<String>,
     /// Catalogue key of its GPUs.
     pub gpu: String,
     /// Each GPU's MIG state (instances in creation order).
@@ -124,11 +128,49 @@ pub fn layout_of(
                 "a Kubernetes node name (lower-case letters, digits, `-` and `.`)",
             ));
         }
-        let ni = match nodes.iter().position(|n| n.name == g.node) {
-            Some(i) => i,
-            None => {
+        // The device plugin's config applies to a whole node, and a node has one GPU model:
+        // a GPU that its experiment node's latest Kubernetes node cannot hold starts another
+        // (`<node>-2`, ...), which keeps the experiment's node as `simNode`. Only the latest
+        // is tried, so that the GPUs keep their order through an import.
+        let whole = whole_sharing(&g.sharing);
+        let fits = |n: &NodeLayout| {
+            let has_mig = n.gpus.iter().any(|m| matches!(m, MigState::Enabled(_)));
+            let has_whole = n.gpus.contains(&MigState::Disabled);
+            n.gpu == spec.key
+                && match &whole {
+                    None => !matches!(n.sharing, NodeSharing::Mps { .. }),
+                    Some(s) => {
+                        (!has_whole || n.sharing == *s)
+                            && !(has_mig && matches!(s, NodeSharing::Mps { .. }))
+                    }
+                }
+        };
+        let mine: Vec<usize> = (0..nodes.len())
+            .filter(|&i| nodes[i].name == g.node || nodes[i].sim_node.as_deref() == Some(&g.node))
+            .collect();
+        let ni = match mine.last() {
+            Some(&i) if fits(&nodes[i]) => i,
+            last => {
+                let k = mine.len() + 1;
+                let (name, sim_node) = match last {
+                    None => (g.node.clone(), None),
+                    Some(_) => (format!("{}-{k}", g.node), Some(g.node.clone())),
+                };
+                if last.is_some() && nodes.iter().any(|n| n.name == name) {
+                    return Err(bad(
+                        origin,
+                        &format!("{f}.node"),
+                        &g.node,
+                        &format!(
+                            "a node name such that {name} is free: node {} needs another Kubernetes node for this GPU (its sharing or model differs from the node's) and {name} is taken",
+                            g.node
+                        ),
+                    ));
+                }
                 nodes.push(NodeLayout {
-                    name: g.node.clone(),
+                    name,
+                    sim_node,
+                    ids: Vec::new(),
                     gpu: spec.key.clone(),
                     gpus: Vec::new(),
                     sharing: NodeSharing::None,
@@ -137,17 +179,7 @@ pub fn layout_of(
             }
         };
         let node = &mut nodes[ni];
-        if node.gpu != spec.key {
-            return Err(bad(
-                origin,
-                &format!("{f}.type"),
-                &g.gpu_type,
-                &format!(
-                    "the GPU model of the other GPUs of node {} ({}): a node description has one GPU model; put it on another node",
-                    g.node, node.gpu
-                ),
-            ));
-        }
+        node.ids.push(g.id.clone());
         let sharing = match &g.sharing {
             SharingSpec::Mig { instances } => {
                 let mut names = Vec::new();
@@ -228,24 +260,6 @@ pub fn layout_of(
             }
         };
         if let Some(s) = sharing {
-            let has_whole_before = node
-                .gpus
-                .iter()
-                .filter(|m| **m == MigState::Disabled)
-                .count()
-                > 1;
-            if has_whole_before && node.sharing != s {
-                return Err(bad(
-                    origin,
-                    &format!("{f}.sharing"),
-                    describe(&s),
-                    &format!(
-                        "the sharing of the other whole GPUs of node {} ({}): the device plugin's sharing config applies to every GPU of a node; put this GPU on another node (gpus[{gi}].node)",
-                        g.node,
-                        describe(&node.sharing)
-                    ),
-                ));
-            }
             node.sharing = s;
         }
         gpu_at.insert(g.id.as_str(), (ni, node.gpus.len() - 1));
@@ -262,9 +276,10 @@ pub fn layout_of(
             ));
         }
     }
-    let mut pods: Vec<PodGroup> = Vec::new();
+    // Where each replica must land: (node, GPU in node, MIG instance, resource).
+    let mut wanted: Vec<Vec<Target>> = Vec::new();
     for (di, d) in deployments.iter().enumerate() {
-        let mut groups: Vec<PodGroup> = Vec::new();
+        let mut targets = Vec::new();
         for (ri, r) in d.replicas.iter().enumerate() {
             let rf = format!("deployments[{di}].replicas[{ri}]");
             let Some(&(ni, k)) = gpu_at.get(r.gpu.as_str()) else {
@@ -309,31 +324,146 @@ pub fn layout_of(
                     ));
                 }
             };
-            match groups
-                .iter_mut()
-                .find(|g| g.node == node.name && g.resource == resource)
-            {
-                Some(g) => g.replicas += 1,
-                None => groups.push(PodGroup {
-                    model: d.model.clone(),
-                    node: node.name.clone(),
-                    resource,
-                    replicas: 1,
-                }),
-            }
+            targets.push(Target {
+                node: ni,
+                gpu: k,
+                instance: r.instance,
+                resource,
+            });
         }
-        pods.extend(groups);
+        wanted.push(targets);
+    }
+    let order = pod_order(&nodes, &wanted).unwrap_or_else(|| {
+        // No order makes the allocation give every pod its device back: model by model.
+        (0..wanted.len())
+            .flat_map(|d| (0..wanted[d].len()).map(move |_| d))
+            .collect()
+    });
+    // Consecutive pods of one model, node and resource make one Deployment.
+    let mut next = vec![0usize; wanted.len()];
+    let mut pods: Vec<PodGroup> = Vec::new();
+    for d in order {
+        let t = &wanted[d][next[d]];
+        next[d] += 1;
+        let node = &nodes[t.node].name;
+        match pods.last_mut() {
+            Some(g)
+                if g.model == deployments[d].model
+                    && &g.node == node
+                    && g.resource == t.resource =>
+            {
+                g.replicas += 1
+            }
+            _ => pods.push(PodGroup {
+                model: deployments[d].model.clone(),
+                node: node.clone(),
+                resource: t.resource.clone(),
+                replicas: 1,
+            }),
+        }
     }
     Ok(Layout { nodes, pods })
 }
 
-fn describe(s: &NodeSharing) -> String {
+/// The device a replica must get back on import.
+struct Target {
+    node: usize,
+    gpu: usize,
+    instance: Option<usize>,
+    resource: String,
+}
+
+/// An order of the pods (deployment index per pod, each deployment's pods in their own order)
+/// in which the device plugin's allocation, as the import replays it (exclusive devices:
+/// first free; shared ones: fewest handed out, lowest index), gives every pod its device;
+/// greedy, earliest deployment first. `None` if it finds none.
+fn pod_order(nodes: &[NodeLayout], wanted: &[Vec<Target>]) -> Option<Vec<usize>> {
+    // Per node, its devices in the import's order: GPU, then instance in creation order.
+    struct Dev {
+        gpu: usize,
+        instance: Option<usize>,
+        resource: String,
+        capacity: u32,
+        shared: bool,
+        used: u32,
+    }
+    let mut devices: Vec<Vec<Dev>> = nodes
+        .iter()
+        .map(|n| {
+            let mut v = Vec::new();
+            for (k, state) in n.gpus.iter().enumerate() {
+                match state {
+                    MigState::Enabled(profiles) => {
+                        for (i, p) in profiles.iter().enumerate() {
+                            v.push(Dev {
+                                gpu: k,
+                                instance: Some(i),
+                                resource: mig_resource(p),
+                                capacity: 1,
+                                shared: false,
+                                used: 0,
+                            });
+                        }
+                    }
+                    MigState::Disabled => {
+                        let (capacity, shared) = match n.sharing {
+                            NodeSharing::None => (1, false),
+                            NodeSharing::TimeSlicing { replicas, .. }
+                            | NodeSharing::Mps { replicas } => (replicas, true),
+                        };
+                        v.push(Dev {
+                            gpu: k,
+                            instance: None,
+                            resource: GPU_RESOURCE.to_string(),
+                            capacity,
+                            shared,
+                            used: 0,
+                        });
+                    }
+                }
+            }
+            v
+        })
+        .collect();
+    let total: usize = wanted.iter().map(Vec::len).sum();
+    let mut next = vec![0usize; wanted.len()];
+    let mut order = Vec::with_capacity(total);
+    while order.len() < total {
+        let step = (0..wanted.len()).find_map(|d| {
+            let t = wanted[d].get(next[d])?;
+            let devs = &devices[t.node];
+            let (j, dev) = devs
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| x.resource == t.resource && x.used < x.capacity)
+                .min_by_key(|(j, x)| if x.shared { (x.used, *j) } else { (0, *j) })?;
+            (dev.gpu == t.gpu && dev.instance == t.instance).then_some((d, t.node, j))
+        });
+        let (d, n, j) = step?;
+        devices[n][j].used += 1;
+        next[d] += 1;
+        order.push(d);
+    }
+    Some(order)
+}
+
+/// How a whole GPU's sharing configures its node's device plugin; `None` for a MIG GPU.
+fn whole_sharing(s: &SharingSpec) -> Option<NodeSharing> {
     match s {
-        NodeSharing::None => "dedicated".into(),
-        NodeSharing::TimeSlicing { replicas, .. } => {
-            format!("time-slicing with {replicas} replicas")
-        }
-        NodeSharing::Mps { replicas } => format!("MPS with {replicas} replicas"),
+        SharingSpec::Mig { .. } => None,
+        SharingSpec::Dedicated => Some(NodeSharing::None),
+        SharingSpec::TimeSlicing {
+            replicas,
+            time_slice_us,
+            switch_cost_us,
+        } => Some(NodeSharing::TimeSlicing {
+            replicas: *replicas,
+            time_slice_us: *time_slice_us,
+            switch_cost_us: *switch_cost_us,
+        }),
+        SharingSpec::Mps { replicas, .. } => Some(NodeSharing::Mps {
+            replicas: *replicas,
+        }),
     }
 }
 
@@ -379,6 +509,7 @@ pub fn bundle_of(layout: &Layout, catalogue: &Catalogue) -> Result<Bundle, Input
     let mut mig_configs: BTreeMap<String, Vec<MigEntry>> = BTreeMap::new();
     let mut plugin_configs: BTreeMap<String, PluginConfig> = BTreeMap::new();
     let mut nodes = Vec::new();
+    let mut first_gpu = 0usize;
     for n in &layout.nodes {
         let spec = catalogue
             .gpu(&n.gpu)
@@ -471,8 +602,17 @@ pub fn bundle_of(layout: &Layout, catalogue: &Catalogue) -> Result<Bundle, Input
             .collect(),
             time_slice_us: ts,
             switch_cost_us: sw,
+            // Ids only where they differ from the numbering an import gives.
+            gpu_ids: (n
+                .ids
+                .iter()
+                .enumerate()
+                .any(|(k, id)| *id != format!("gpu{}", first_gpu + k)))
+            .then(|| n.ids.clone()),
+            sim_node: n.sim_node.clone(),
             at: At::default(),
         });
+        first_gpu += n.gpus.len();
     }
     let mut items: Vec<Workload> = Vec::new();
     for p in &layout.pods {
@@ -492,6 +632,16 @@ pub fn bundle_of(layout: &Layout, catalogue: &Catalogue) -> Result<Bundle, Input
         } else {
             format!("{}-{}", p.model, p.node)
         };
+        // One model, node and resource split into several Deployments: number them.
+        let taken = items
+            .iter()
+            .filter(|w| w.name == name || w.name.starts_with(&format!("{name}-part")))
+            .count();
+        let name = if taken > 0 {
+            format!("{name}-part{}", taken + 1)
+        } else {
+            name
+        };
         if !is_k8s_name(&name) || name.len() > 63 {
             return Err(InputError::invalid(
                 Path::new(WORKLOADS_FILE),
@@ -503,6 +653,8 @@ pub fn bundle_of(layout: &Layout, catalogue: &Catalogue) -> Result<Bundle, Input
         items.push(Workload {
             name,
             model: p.model.clone(),
+            model_candidates: Vec::new(),
+            kind: "Deployment".into(),
             replicas: p.replicas,
             node_selector: [(HOSTNAME_LABEL.to_string(), p.node.clone())]
                 .into_iter()

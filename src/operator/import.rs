@@ -124,7 +124,10 @@ pub fn place(bundle: &Bundle, catalogue: &Catalogue) -> Result<Placed, InputErro
         };
         for (i, state) in states.iter().enumerate() {
             let g = first + i;
-            let id = format!("gpu{g}");
+            let id = match &node.gpu_ids {
+                Some(ids) => ids[i].clone(),
+                None => format!("gpu{g}"),
+            };
             let sharing_spec = match state {
                 MigState::Enabled(instances) => {
                     if instances.is_empty() {
@@ -225,7 +228,7 @@ pub fn place(bundle: &Bundle, catalogue: &Catalogue) -> Result<Placed, InputErro
             gpus.push(GpuEntry {
                 id,
                 gpu_type: spec.key.clone(),
-                node: node.name.clone(),
+                node: node.sim_node.clone().unwrap_or_else(|| node.name.clone()),
                 sharing: sharing_spec,
             });
         }

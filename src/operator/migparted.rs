@@ -1,5 +1,5 @@
 //! The mig-parted config (`version: v1`, `mig-configs`), which the GPU Operator's MIG Manager
-//! applies to a node according to its `nvidia.com/mig.config` label (hardware.md §1.8, \[S4\],
+//! applies to a node according to its `nvidia.com/mig.config` label (docs/sources.md §1.8, \[S4\],
 //! \[S12\]): reading it (bare, or inside a `ConfigMap`), resolving one GPU's MIG state, and
 //! writing it.
 //!
@@ -360,6 +360,13 @@ pub fn instances(mig_devices: &[(String, u32)], gpu: &GpuSpec) -> Result<Vec<Str
     for (profile, count) in mig_devices {
         let name = gi_profile(profile).map_err(|e| format!("`{profile}`: {e}"))?;
         let p = gpu.mig_profile(&name).map_err(|e| e.to_string())?;
+        // Checked before expanding: a count of a billion once aborted on a 24 GB allocation.
+        if *count > p.max_count {
+            return Err(format!(
+                "`{profile}`: {count} devices, but at most {} {} fit on {}",
+                p.max_count, p.name, gpu.name
+            ));
+        }
         names.extend(std::iter::repeat_n(p.name.clone(), *count as usize));
     }
     sort_creation_order(&mut names, gpu);
@@ -491,6 +498,18 @@ mod tests {
         assert_eq!(gi_profile("3c.3g.40gb").unwrap(), "3g.40gb");
         let e = gi_profile("1c.3g.40gb").unwrap_err();
         assert!(e.contains("not simulated"), "{e}");
+    }
+
+    #[test]
+    fn a_billion_devices_are_refused_before_any_is_made() {
+        // Once: `{"1g.10gb": 1000000000}` aborted allocating 24 GB.
+        let gpu = a100_80();
+        let e = instances(&[("1g.10gb".into(), 1_000_000_000)], &gpu).unwrap_err();
+        assert!(
+            e.contains("1000000000 devices, but at most 7 1g.10gb"),
+            "{e}"
+        );
+        assert_eq!(instances(&[("1g.10gb".into(), 7)], &gpu).unwrap().len(), 7);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub use import::{Placed, place};
 
 use crate::config;
 use crate::error::InputError;
-use crate::experiment::{self, RawExperiment};
+use crate::experiment::{self, RawExperiment, ReplicaPlacement};
 use crate::hardware::Catalogue;
 
 /// An imported experiment.
@@ -44,7 +44,8 @@ pub struct Imported {
 }
 
 /// Set `gpus` and `deployments` of an experiment value to `placed`. A deployment keeps the
-/// serving settings (routing, batching, engine) of the base's deployment of the same model.
+/// serving settings (routing, batching, engine) of the base's deployment of the same model,
+/// and its place in the base's order.
 pub fn apply(
     value: &mut toml::Value,
     placed: &Placed,
@@ -60,7 +61,16 @@ pub fn apply(
         _ => Vec::new(),
     };
     let mut out = Vec::new();
-    for (model, replicas) in &placed.deployments {
+    // Deployments in the base's order (the order the simulation numbers replicas in), then
+    // models the base does not deploy, in the order their pods appear.
+    let base_rank = |m: &str| {
+        base.iter()
+            .position(|d| d.get("model").and_then(|v| v.as_str()) == Some(m))
+            .unwrap_or(usize::MAX)
+    };
+    let mut ordered: Vec<&(String, Vec<ReplicaPlacement>)> = placed.deployments.iter().collect();
+    ordered.sort_by_key(|(m, _)| base_rank(m));
+    for (model, replicas) in ordered {
         let mut d = base
             .iter()
             .find(|d| d.get("model").and_then(|m| m.as_str()) == Some(model))
@@ -97,16 +107,33 @@ pub fn import_experiment(
     catalogue: &Catalogue,
 ) -> Result<Imported, InputError> {
     let mut notes = Vec::new();
-    let bundle = Bundle::load(cluster, &mut notes)?;
-    let placed = place(&bundle, catalogue)?;
+    let mut bundle = Bundle::load(cluster, &mut notes)?;
     let mut value = experiment::load_merged_value(base)?;
+    // The profiles the base experiment can name decide which of a pod's hints is its model.
+    let models_dir = value
+        .get("models_dir")
+        .and_then(|m| m.as_str())
+        .map(PathBuf::from);
+    let sources = crate::models::Sources::new([catalogue.models_dir(), models_dir.as_deref()]);
+    let known: Vec<String> = sources.list().into_iter().map(|(n, _)| n).collect();
+    bundle
+        .workloads
+        .pick_models(&|n| known.iter().any(|k| k == n), &sources.describe())?;
+    let placed = place(&bundle, catalogue)?;
     apply(&mut value, &placed, &mut notes).map_err(|m| InputError::invalid(base, "", "", &m))?;
     experiment::resolve_value(value.clone(), base, catalogue, &Default::default()).map_err(
         |e| InputError::Parse {
             path: cluster.to_path_buf(),
             message: format!(
-                "the imported cluster does not simulate with {}: {e}",
-                base.display()
+                "the imported cluster does not simulate with {}: {}",
+                base.display(),
+                // The operator's files cannot lift the device plugin's MPS memory limit.
+                e.to_string().replace(
+                    experiment::MPS_MEMORY_HINT,
+                    "the device plugin sets it for every MPS client and its config cannot lift it: \
+                     lower sharing.mps.resources[].replicas in the device-plugin config, or run \
+                     this model's pods on a node without MPS"
+                )
             ),
         },
     )?;
@@ -166,36 +193,25 @@ pub fn relative_path(from: &Path, target: &Path) -> PathBuf {
     out
 }
 
-/// The experiment value as TOML text for a file in folder `dir`: `models_dir` (found as an
-/// experiment in `origin_dir` would find it) and a trace's `path` made relative to `dir`.
+/// The experiment value as TOML text for a file in folder `dir`: a `models_dir` (absolute or
+/// relative to the working folder, as merged values hold it) and a trace's `path` made
+/// relative to `dir`. Without `models_dir` the built-in profiles serve, wherever the file goes.
 pub fn experiment_text(
     mut value: toml::Value,
     origin: &Path,
     dir: &Path,
 ) -> Result<String, InputError> {
-    let origin_dir = origin.parent().map(Path::to_path_buf).unwrap_or_default();
     if let Some(t) = value.as_table_mut() {
-        let models = match t.get("models_dir").and_then(|m| m.as_str()) {
-            Some(m) => PathBuf::from(m),
-            None => std::fs::canonicalize(if origin_dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                &origin_dir
-            })
-            .unwrap_or_else(|_| origin_dir.clone())
-            .ancestors()
-            .map(|d| d.join("models"))
-            .find(|d| d.is_dir())
-            .unwrap_or_else(|| PathBuf::from("models")),
-        };
-        t.insert(
-            "models_dir".into(),
-            toml::Value::String(
-                relative_path(dir, &models)
-                    .to_string_lossy()
-                    .replace('\\', "/"),
-            ),
-        );
+        if let Some(m) = t
+            .get("models_dir")
+            .and_then(|m| m.as_str())
+            .map(PathBuf::from)
+        {
+            t.insert(
+                "models_dir".into(),
+                toml::Value::String(relative_path(dir, &m).to_string_lossy().replace('\\', "/")),
+            );
+        }
         if let Some(toml::Value::Table(w)) = t.get_mut("workload")
             && let Some(toml::Value::String(p)) = w.get("path").cloned()
         {

@@ -1,5 +1,5 @@
 //! The NVIDIA device plugin's config (`version: v1`, `flags`, `sharing`): how a node's GPUs
-//! are advertised to Kubernetes (hardware.md §1.8, §2.1, \[S14\], \[S17\]).
+//! are advertised to Kubernetes (docs/sources.md §1.8, §2.1, \[S14\], \[S17\]).
 //!
 //! Semantics modelled, as the device plugin implements them:
 //! - `sharing.timeSlicing.resources[*]` advertises each matching device `replicas` times and

@@ -1,10 +1,18 @@
 //! Which pods ask for which GPU resource: Kubernetes `Deployment` (or `Pod`) manifests, the
-//! subset that matters here (replicas, the model label, `nodeSelector`, one container's
+//! subset that matters here (replicas, the model's name, `nodeSelector`, one container's
 //! `resources.limits`), read from a multi-document YAML file and written back.
 //!
-//! The model a pod serves is its pod template's `app.kubernetes.io/name` label (else the
-//! object's name); it must name a profile in `models/`. Fields that do not change GPU use
-//! (`image`, `env`, probes, volumes, ...) are accepted and ignored; any other key is an error.
+//! A file as people keep it (a Deployment with its Service, ConfigMap, autoscaler, ...) is
+//! read whole: other kinds, and Deployments or Pods that ask for no `nvidia.com/` resource,
+//! are skipped with a note. Within a Deployment or Pod, the fields of the Kubernetes API that
+//! do not change GPU use (`image`, `env`, probes, volumes, affinity, ...) are accepted and
+//! ignored; any other key is an error (a typo in `resources` must not pass silently).
+//!
+//! The model a pod serves, first that names a model profile (see [`model_candidates`]): the
+//! annotation `gpushare/model` (authoritative when present), the label
+//! `app.kubernetes.io/name`, the label `app`, the value of a model flag in a container's
+//! command or args (`--model X`, `--model=X`, `--served-model-name X`, `vllm serve X`; also
+//! its last path segment in lower case), the object's name.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +26,10 @@ use crate::error::InputError;
 
 /// Label naming the model a pod serves.
 pub const MODEL_LABEL: &str = "app.kubernetes.io/name";
+/// Annotation naming the model profile a pod serves; it wins over every other hint.
+pub const MODEL_ANNOTATION: &str = "gpushare/model";
+/// The common short label that also names an app, tried after [`MODEL_LABEL`].
+pub const APP_LABEL: &str = "app";
 /// Label that tells two Deployments of one model apart (their selectors must not overlap).
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 /// The node label every node carries with its own name.
@@ -28,8 +40,14 @@ pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 pub struct Workload {
     /// Object name.
     pub name: String,
-    /// Model profile name.
+    /// Model profile name: the first of `model_candidates` until an import picks the first
+    /// that names a known profile ([`Workloads::pick_models`]).
     pub model: String,
+    /// The names the object gives its model, in the order tried: (name, where it was found).
+    /// Empty for workloads built in code (export).
+    pub model_candidates: Vec<(String, String)>,
+    /// `Deployment` or `Pod`.
+    pub kind: String,
     /// Pods.
     pub replicas: u32,
     /// `nodeSelector` of the pods.
@@ -51,6 +69,24 @@ pub struct Workloads {
     pub items: Vec<Workload>,
 }
 
+/// The header every Kubernetes object has: enough to tell what to skip.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Header {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    metadata: Option<HeaderMeta>,
+}
+
+#[derive(Deserialize)]
+struct HeaderMeta {
+    #[serde(default)]
+    name: String,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawObject {
@@ -58,6 +94,9 @@ struct RawObject {
     kind: Spanned<String>,
     metadata: Metadata,
     spec: Spanned<RawSpec>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    status: Option<IgnoredAny>,
 }
 
 /// Declares a pod-spec struct: `nodeSelector` and `containers` are read, the other pod-spec
@@ -92,6 +131,60 @@ macro_rules! pod_spec {
             init_containers: Option<IgnoredAny>,
             #[serde(default)]
             security_context: Option<IgnoredAny>,
+            #[serde(default)]
+            affinity: Option<IgnoredAny>,
+            #[serde(default)]
+            active_deadline_seconds: Option<IgnoredAny>,
+            #[serde(default)]
+            automount_service_account_token: Option<IgnoredAny>,
+            #[serde(default)]
+            dns_config: Option<IgnoredAny>,
+            #[serde(default)]
+            dns_policy: Option<IgnoredAny>,
+            #[serde(default)]
+            enable_service_links: Option<IgnoredAny>,
+            #[serde(default)]
+            ephemeral_containers: Option<IgnoredAny>,
+            #[serde(default)]
+            host_aliases: Option<IgnoredAny>,
+            #[serde(default, rename = "hostIPC")]
+            host_ipc: Option<IgnoredAny>,
+            #[serde(default)]
+            host_network: Option<IgnoredAny>,
+            #[serde(default, rename = "hostPID")]
+            host_pid: Option<IgnoredAny>,
+            #[serde(default)]
+            host_users: Option<IgnoredAny>,
+            #[serde(default)]
+            hostname: Option<IgnoredAny>,
+            #[serde(default)]
+            node_name: Option<IgnoredAny>,
+            #[serde(default)]
+            os: Option<IgnoredAny>,
+            #[serde(default)]
+            overhead: Option<IgnoredAny>,
+            #[serde(default)]
+            preemption_policy: Option<IgnoredAny>,
+            #[serde(default)]
+            priority: Option<IgnoredAny>,
+            #[serde(default)]
+            readiness_gates: Option<IgnoredAny>,
+            #[serde(default)]
+            resource_claims: Option<IgnoredAny>,
+            #[serde(default)]
+            scheduler_name: Option<IgnoredAny>,
+            #[serde(default)]
+            scheduling_gates: Option<IgnoredAny>,
+            #[serde(default)]
+            service_account: Option<IgnoredAny>,
+            #[serde(default, rename = "setHostnameAsFQDN")]
+            set_hostname_as_fqdn: Option<IgnoredAny>,
+            #[serde(default)]
+            share_process_namespace: Option<IgnoredAny>,
+            #[serde(default)]
+            subdomain: Option<IgnoredAny>,
+            #[serde(default)]
+            topology_spread_constraints: Option<IgnoredAny>,
         }
     };
 }
@@ -115,6 +208,8 @@ pod_spec! {
         #[serde(default)]
         min_ready_seconds: Option<IgnoredAny>,
         #[serde(default)]
+        paused: Option<IgnoredAny>,
+        #[serde(default)]
         containers: Option<Vec<Spanned<RawContainer>>>,
     }
 }
@@ -134,7 +229,8 @@ pod_spec! {
     }
 }
 
-/// A container: only `resources` matters; the other fields are accepted and ignored.
+/// A container: `resources` matters, and `command` and `args` may name the model; the other
+/// fields of the Kubernetes API are accepted and ignored.
 #[derive(Deserialize)]
 #[allow(dead_code)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -147,9 +243,27 @@ struct RawContainer {
     #[serde(default)]
     image_pull_policy: Option<IgnoredAny>,
     #[serde(default)]
-    command: Option<IgnoredAny>,
+    command: Option<Vec<String>>,
     #[serde(default)]
-    args: Option<IgnoredAny>,
+    args: Option<Vec<String>>,
+    #[serde(default)]
+    lifecycle: Option<IgnoredAny>,
+    #[serde(default)]
+    resize_policy: Option<IgnoredAny>,
+    #[serde(default)]
+    restart_policy: Option<IgnoredAny>,
+    #[serde(default)]
+    stdin: Option<IgnoredAny>,
+    #[serde(default)]
+    stdin_once: Option<IgnoredAny>,
+    #[serde(default)]
+    termination_message_path: Option<IgnoredAny>,
+    #[serde(default)]
+    termination_message_policy: Option<IgnoredAny>,
+    #[serde(default)]
+    tty: Option<IgnoredAny>,
+    #[serde(default)]
+    volume_devices: Option<IgnoredAny>,
     #[serde(default)]
     env: Option<IgnoredAny>,
     #[serde(default)]
@@ -177,6 +291,9 @@ struct RawResources {
     limits: Option<BTreeMap<String, Spanned<Quantity>>>,
     #[serde(default)]
     requests: Option<BTreeMap<String, Spanned<Quantity>>>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    claims: Option<IgnoredAny>,
 }
 
 /// A Kubernetes quantity: for GPU resources, a whole number (written as a number or a string).
@@ -237,24 +354,22 @@ fn documents(text: &str) -> Vec<(String, u64)> {
 }
 
 impl Workloads {
-    /// Read a workloads file.
-    pub fn load(path: &Path) -> Result<Workloads, InputError> {
+    /// Read a workloads file; `notes` gets what was skipped.
+    pub fn load(path: &Path, notes: &mut Vec<String>) -> Result<Workloads, InputError> {
         let text = crate::config::read(path)?;
-        Self::from_text(path, &text)
+        Self::from_text(path, &text, notes)
     }
 
-    /// Parse the text of [`Self::load`].
-    pub fn from_text(path: &Path, text: &str) -> Result<Workloads, InputError> {
+    /// Parse the text of [`Self::load`]: every Deployment and Pod that asks for an
+    /// `nvidia.com/` resource; the other objects are skipped, each named in one note.
+    pub fn from_text(
+        path: &Path,
+        text: &str,
+        notes: &mut Vec<String>,
+    ) -> Result<Workloads, InputError> {
         let mut items = Vec::new();
+        let mut skipped = Vec::new();
         let docs = documents(text);
-        if docs.is_empty() {
-            return Err(yaml::located(
-                path,
-                At::default(),
-                "",
-                "no Deployment or Pod: the file needs at least one",
-            ));
-        }
         for (i, (doc, offset)) in docs.iter().enumerate() {
             let src = Source {
                 path,
@@ -266,7 +381,51 @@ impl Workloads {
                     String::new()
                 },
             };
-            items.push(Self::object(&src)?);
+            let header: Header = serde_saphyr::from_str(doc).map_err(|_| {
+                // The strict parse names the line of what is wrong.
+                match src.parse::<RawObject>() {
+                    Err(e) => e,
+                    Ok(_) => src.error(At::default(), "", "not a Kubernetes object"),
+                }
+            })?;
+            let name = header.metadata.map(|m| m.name).unwrap_or_default();
+            let workload_kind = matches!(
+                (header.kind.as_str(), header.api_version.as_str()),
+                ("Deployment", "apps/v1") | ("Pod", "v1")
+            );
+            if !workload_kind {
+                skipped.push(format!("{} {name}", header.kind));
+                continue;
+            }
+            match Self::object(&src)? {
+                Some(w) => items.push(w),
+                None => skipped.push(format!("{} {name} (no nvidia.com/ resource)", header.kind)),
+            }
+        }
+        if !skipped.is_empty() {
+            notes.push(format!(
+                "{}: skipped {} object{} that ask{} for no GPU: {}",
+                path.display(),
+                skipped.len(),
+                if skipped.len() == 1 { "" } else { "s" },
+                if skipped.len() == 1 { "s" } else { "" },
+                skipped.join(", ")
+            ));
+        }
+        if items.is_empty() {
+            return Err(yaml::located(
+                path,
+                At::default(),
+                "",
+                format!(
+                    "no Deployment (apps/v1) or Pod (v1) that asks for an nvidia.com/ resource in resources.limits{}",
+                    if skipped.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; found only {}", skipped.join(", "))
+                    }
+                ),
+            ));
         }
         Ok(Workloads {
             origin: path.to_path_buf(),
@@ -274,13 +433,56 @@ impl Workloads {
         })
     }
 
-    fn object(src: &Source) -> Result<Workload, InputError> {
+    /// Set each workload's model to the first of its candidates that `known` accepts (a
+    /// profile name); an error names the object, what was tried and how to say it.
+    pub fn pick_models(
+        &mut self,
+        known: &dyn Fn(&str) -> bool,
+        allowed: &str,
+    ) -> Result<(), InputError> {
+        for w in &mut self.items {
+            if w.model_candidates.is_empty() {
+                continue;
+            }
+            let authoritative = w.model_candidates[0].1 == format!("annotation {MODEL_ANNOTATION}");
+            let pick = if authoritative {
+                Some(&w.model_candidates[0])
+            } else {
+                w.model_candidates.iter().find(|(n, _)| known(n))
+            };
+            match pick {
+                Some((n, _)) if known(n) => w.model = n.clone(),
+                _ => {
+                    let tried: Vec<String> = w
+                        .model_candidates
+                        .iter()
+                        .map(|(n, from)| format!("`{n}` ({from})"))
+                        .collect();
+                    return Err(yaml::located(
+                        &self.origin,
+                        w.at,
+                        "",
+                        format!(
+                            "{} {}: no model profile among {}; expected {allowed}. Name it on the pod template with the annotation `{MODEL_ANNOTATION}: <profile>` (or the label {MODEL_LABEL})",
+                            w.kind,
+                            w.name,
+                            tried.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One Deployment or Pod; `None` when no container asks for an `nvidia.com/` resource.
+    fn object(src: &Source) -> Result<Option<Workload>, InputError> {
         let raw: RawObject = src.parse()?;
         let kind = raw.kind.value.as_str();
         let at = At::of(&raw.spec).offset(src.line_offset);
         let spec_at = At::of(&raw.spec);
         let spec = raw.spec.value;
-        let (replicas, labels, containers, node_selector, cf) = match (
+        let (replicas, template_meta, containers, node_selector, cf) = match (
             kind,
             raw.api_version.as_str(),
         ) {
@@ -299,14 +501,9 @@ impl Workloads {
                         "missing: a Deployment needs a pod template",
                     ));
                 };
-                let labels = t
-                    .metadata
-                    .map(|m| m.labels)
-                    .filter(|l| !l.is_empty())
-                    .unwrap_or_else(|| raw.metadata.labels.clone());
                 (
                     spec.replicas.unwrap_or(1),
-                    labels,
+                    t.metadata,
                     t.spec.containers,
                     t.spec.node_selector,
                     "spec.template.spec.containers",
@@ -327,13 +524,7 @@ impl Workloads {
                         "missing: a Pod needs containers",
                     ));
                 };
-                (
-                    1,
-                    raw.metadata.labels.clone(),
-                    c,
-                    spec.node_selector,
-                    "spec.containers",
-                )
+                (1, None, c, spec.node_selector, "spec.containers")
             }
             (k, v) => {
                 return Err(src.error(
@@ -343,10 +534,15 @@ impl Workloads {
                 ));
             }
         };
-        let model = labels
-            .get(MODEL_LABEL)
-            .cloned()
-            .unwrap_or_else(|| raw.metadata.name.clone());
+        let args: Vec<&str> = containers
+            .iter()
+            .flat_map(|c| {
+                let c = &c.value;
+                c.command.iter().chain(c.args.iter()).flatten()
+            })
+            .map(String::as_str)
+            .collect();
+        let candidates = model_candidates(&raw.metadata, template_meta.as_ref(), &args);
         let mut gpu: Vec<(String, u32, At, String)> = Vec::new();
         for (ci, c) in containers.iter().enumerate() {
             let Some(res) = &c.value.resources else {
@@ -381,15 +577,7 @@ impl Workloads {
         }
         let (resource, count, _, _) = match gpu.len() {
             1 => gpu.remove(0),
-            0 => {
-                return Err(src.error(
-                    at,
-                    cf,
-                    format!(
-                        "no container asks for an nvidia.com/ resource in resources.limits: every pod of {model} needs a GPU, MIG device or shared GPU"
-                    ),
-                ));
-            }
+            0 => return Ok(None),
             _ => {
                 let names: Vec<&str> = gpu.iter().map(|g| g.0.as_str()).collect();
                 return Err(src.error(
@@ -402,16 +590,77 @@ impl Workloads {
                 ));
             }
         };
-        Ok(Workload {
-            name: raw.metadata.name,
-            model,
+        Ok(Some(Workload {
+            name: raw.metadata.name.clone(),
+            model: candidates
+                .first()
+                .map(|c| c.0.clone())
+                .unwrap_or_else(|| raw.metadata.name.clone()),
+            model_candidates: candidates,
+            kind: kind.to_string(),
             replicas,
             node_selector: node_selector.unwrap_or_default(),
             resource,
             count,
             at,
-        })
+        }))
     }
+}
+
+/// The names an object gives the model its pods serve, in the order tried, each with where it
+/// was found: the annotation [`MODEL_ANNOTATION`] (alone: it is authoritative), the labels
+/// [`MODEL_LABEL`] and [`APP_LABEL`] (pod template first, then the object), a model flag in
+/// the containers' command and args with its last path segment in lower case (a Hugging Face
+/// id such as `nvidia/Foo-8B` also tries `foo-8b`), the object's name.
+pub fn model_candidates(
+    object: &Metadata,
+    template: Option<&Metadata>,
+    args: &[&str],
+) -> Vec<(String, String)> {
+    let metas: Vec<&Metadata> = template.into_iter().chain([object]).collect();
+    for m in &metas {
+        if let Some(a) = m.annotations.get(MODEL_ANNOTATION) {
+            return vec![(a.clone(), format!("annotation {MODEL_ANNOTATION}"))];
+        }
+    }
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut add = |n: &str, from: String| {
+        if !n.is_empty() && !out.iter().any(|(o, _)| o == n) {
+            out.push((n.to_string(), from));
+        }
+    };
+    for label in [MODEL_LABEL, APP_LABEL] {
+        for m in &metas {
+            if let Some(v) = m.labels.get(label) {
+                add(v, format!("label {label}"));
+            }
+        }
+    }
+    // Arguments may come one per item or as one shell line (`sh -c "vllm serve ..."`).
+    let words: Vec<&str> = args.iter().flat_map(|a| a.split_whitespace()).collect();
+    for (i, w) in words.iter().enumerate() {
+        let w = w.trim_matches(|c| c == '"' || c == '\'');
+        let value = match w.split_once('=') {
+            Some(("--model" | "--served-model-name", v)) => Some(v),
+            _ if matches!(w, "--model" | "--served-model-name") => words.get(i + 1).copied(),
+            _ if w == "serve" && i > 0 && words[i - 1].ends_with("vllm") => {
+                words.get(i + 1).copied().filter(|v| !v.starts_with('-'))
+            }
+            _ => None,
+        };
+        if let Some(v) = value {
+            let v = v.trim_matches(|c| c == '"' || c == '\'');
+            add(v, "the model flag in the container's args".into());
+            if let Some(last) = v.rsplit('/').next() {
+                add(
+                    &last.to_ascii_lowercase(),
+                    "the model flag's last path segment".into(),
+                );
+            }
+        }
+    }
+    add(&object.name, "the object's name".into());
+    out
 }
 
 /// A Deployment as written.
@@ -495,7 +744,7 @@ pub fn write(items: &[Workload], namespace: &str) -> String {
                 name: w.name.clone(),
                 namespace: Some(namespace.to_string()),
                 labels: labels.clone(),
-                annotations: BTreeMap::new(),
+                ..Metadata::default()
             },
             spec: OutSpec {
                 replicas: w.replicas,
@@ -536,7 +785,7 @@ mod tests {
     fn reads_deployments_and_pods() {
         let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: magpie-tts-multilingual\nspec:\n  containers:\n  - name: tts\n    resources:\n      limits:\n        nvidia.com/gpu.shared: 1\n";
         let text = format!("# header\n---\n{DEP}---\n{pod}");
-        let w = Workloads::from_text(Path::new("w.yaml"), &text).unwrap();
+        let w = Workloads::from_text(Path::new("w.yaml"), &text, &mut Vec::new()).unwrap();
         assert_eq!(w.items.len(), 2);
         let a = &w.items[0];
         assert_eq!(
@@ -555,29 +804,33 @@ mod tests {
     #[test]
     fn errors_name_document_key_and_line() {
         let bad = DEP.replace("        env:", "        enviroment:");
-        let e = Workloads::from_text(Path::new("w.yaml"), &format!("---\n{DEP}---\n{bad}"))
-            .unwrap_err()
-            .to_string();
+        let e = Workloads::from_text(
+            Path::new("w.yaml"),
+            &format!("---\n{DEP}---\n{bad}"),
+            &mut Vec::new(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("w.yaml: line 44, column 9"), "{e}");
         assert!(
             e.contains("document 2.spec.template.spec.containers[0].enviroment"),
             "{e}"
         );
         let two = DEP.replace("            cpu: 4", "            nvidia.com/gpu: 1");
-        let e = Workloads::from_text(Path::new("w.yaml"), &two)
+        let e = Workloads::from_text(Path::new("w.yaml"), &two, &mut Vec::new())
             .unwrap_err()
             .to_string();
         assert!(e.contains("one GPU resource"), "{e}");
         let none = DEP.replace("            nvidia.com/mig-3g.40gb: \"1\"\n", "");
-        let e = Workloads::from_text(Path::new("w.yaml"), &none)
+        let e = Workloads::from_text(Path::new("w.yaml"), &none, &mut Vec::new())
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("no container asks for an nvidia.com/ resource"),
+            e.contains("no Deployment (apps/v1) or Pod (v1) that asks for an nvidia.com/ resource"),
             "{e}"
         );
         let half = DEP.replace("\"1\"", "\"500m\"");
-        let e = Workloads::from_text(Path::new("w.yaml"), &half)
+        let e = Workloads::from_text(Path::new("w.yaml"), &half, &mut Vec::new())
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 22") && e.contains("whole number"), "{e}");
@@ -588,6 +841,8 @@ mod tests {
         let items = vec![Workload {
             name: "parakeet-1.1b-node0".into(),
             model: "parakeet-1.1b".into(),
+            model_candidates: Vec::new(),
+            kind: "Deployment".into(),
             replicas: 3,
             node_selector: [(HOSTNAME_LABEL.to_string(), "node0".to_string())]
                 .into_iter()
@@ -597,9 +852,11 @@ mod tests {
             at: At::default(),
         }];
         let text = write(&items, "default");
-        let back = Workloads::from_text(Path::new("w.yaml"), &text).unwrap();
+        let back = Workloads::from_text(Path::new("w.yaml"), &text, &mut Vec::new()).unwrap();
         let mut got = back.items.clone();
         got[0].at = At::default();
+        assert_eq!(got[0].model_candidates[0].0, "parakeet-1.1b");
+        got[0].model_candidates.clear();
         assert_eq!(got, items);
         assert!(text.contains(IMAGE_PLACEHOLDER));
     }

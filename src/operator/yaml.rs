@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::{Location, Spanned};
 
@@ -160,9 +160,10 @@ pub struct ConfigMap {
     pub data: BTreeMap<String, String>,
 }
 
-/// Object metadata: the subset gpushare reads and writes.
+/// Object metadata: the subset gpushare reads and writes; the other fields of Kubernetes'
+/// `ObjectMeta` (as `kubectl get -o yaml` adds them) are accepted and ignored.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Metadata {
     /// Name.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -176,6 +177,39 @@ pub struct Metadata {
     /// Annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// Fields set by the API server or by tools: accepted, ignored, never written.
+    #[serde(default, skip_serializing)]
+    pub generate_name: Option<IgnoredAny>,
+    #[doc(hidden)]
+    #[serde(default, skip_serializing)]
+    pub uid: Option<IgnoredAny>,
+    #[doc(hidden)]
+    #[serde(default, skip_serializing)]
+    pub resource_version: Option<IgnoredAny>,
+    #[doc(hidden)]
+    #[serde(default, skip_serializing)]
+    pub generation: Option<IgnoredAny>,
+    #[doc(hidden)]
+    #[serde(default, skip_serializing)]
+    pub creation_timestamp: Option<IgnoredAny>,
+    #[doc(hidden)]
+    #[serde(default, skip_serializing)]
+    pub deletion_timestamp: Option<IgnoredAny>,
+    #[doc(hidden)]
+    #[serde(default, skip_serializing)]
+    pub deletion_grace_period_seconds: Option<IgnoredAny>,
+    #[doc(hidden)]
+    #[serde(default, skip_serializing)]
+    pub finalizers: Option<IgnoredAny>,
+    #[doc(hidden)]
+    #[serde(default, skip_serializing)]
+    pub owner_references: Option<IgnoredAny>,
+    #[doc(hidden)]
+    #[serde(default, skip_serializing)]
+    pub managed_fields: Option<IgnoredAny>,
+    #[doc(hidden)]
+    #[serde(default, skip_serializing)]
+    pub self_link: Option<IgnoredAny>,
 }
 
 /// True when the text is a Kubernetes object of kind `ConfigMap` (top-level `kind: ConfigMap`).

@@ -1727,6 +1727,7 @@ fn tts_batch(
                 memory_ns: step.memory_ns * steps,
                 launch_ns: step.launch_ns * steps,
                 total_ns: step.total_ns * steps,
+                dtype: step.dtype,
             });
         }
         done = f;

@@ -68,7 +68,8 @@ pub struct PlanFile {
     /// Answer shapes, as in an experiment (default: the base's).
     #[serde(default)]
     pub answers: Option<toml::Value>,
-    /// Models folder, relative to the plan (default: the base's, else the nearest `models/`).
+    /// Models folder, relative to the plan (default: the base's); its profiles add to or
+    /// override the built-in ones.
     #[serde(default)]
     pub models_dir: Option<String>,
     /// What a configuration must meet.
@@ -219,6 +220,7 @@ impl Plan {
     /// Read and check a plan file.
     pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Plan, InputError> {
         let file: PlanFile = config::parse_toml(&config::read(path)?, path)?;
+        config::folder_name(path, "name", &file.name)?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut base = match &file.base {
             Some(b) => {

@@ -232,6 +232,8 @@ impl Packed {
             for (k, chunk) in states.chunks(per).enumerate() {
                 nodes.push(NodeLayout {
                     name: format!("{name}-{k}"),
+                    sim_node: None,
+                    ids: Vec::new(),
                     gpu: gpu.key.clone(),
                     gpus: chunk.to_vec(),
                     sharing: sharing.clone(),

@@ -145,7 +145,13 @@ impl Chart for GroupedBars {
             chart
                 .draw_series(bars.iter().map(|&(g, v)| {
                     let xc = g as f64 - 0.4 + (si as f64 + 0.5) * w;
-                    Text::new(format!("{v:.3}"), (xc, v + top * 0.01), value_style.clone())
+                    // Three decimals for rates; whole numbers from 100 up (e.g. requests per $).
+                    let label = if v.abs() >= 100.0 {
+                        format!("{v:.0}")
+                    } else {
+                        format!("{v:.3}")
+                    };
+                    Text::new(label, (xc, v + top * 0.01), value_style.clone())
                 }))
                 .map_err(de)?;
         }
@@ -783,6 +789,43 @@ pub fn study_charts(dir: &Path, d: &StudyData) -> Result<StudyCharts, PlotError>
             .map(|c| loads.iter().map(|l| mean_of(c, l)).collect())
             .collect(),
     };
+    let mut all_bars = vec![bars];
+    if let Some((prices, source)) = &d.prices {
+        // Requests per dollar: req/s per GPU x 3600 / dollars per GPU-hour.
+        let per_dollar = |c: &str, l: &str| {
+            let xs: Vec<f64> = d
+                .runs
+                .iter()
+                .filter(|r| r.config == c && r.load == l)
+                .filter_map(|r| {
+                    prices
+                        .get(&r.name)
+                        .map(|usd| r.throughput_per_gpu_rps * 3600.0 / usd)
+                })
+                .collect();
+            (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
+        };
+        let values: Vec<Vec<Option<f64>>> = configs
+            .iter()
+            .map(|c| loads.iter().map(|l| per_dollar(c, l)).collect())
+            .collect();
+        if values.iter().flatten().all(Option::is_none) {
+            return Err(no_data(
+                dir,
+                "requests_per_dollar",
+                "prices.json prices none of the runs of summary.json",
+            ));
+        }
+        all_bars.push(GroupedBars {
+            stem: "requests_per_dollar".into(),
+            title: format!("Requests per dollar (prices: {source})"),
+            x_desc: "the runs' load label (a GPU in the hardware study)".into(),
+            y_desc: "requests per dollar (req/s per GPU x 3600 / $ per GPU-hour)".into(),
+            groups: loads.clone(),
+            series: configs.iter().map(|c| (c.clone(), pal.color(c))).collect(),
+            values,
+        });
+    }
     let has_latency = |r: &RunInfo| r.stages.iter().any(|s| s.1.is_some());
     if !d.runs.iter().any(has_latency) {
         return Err(no_data(
@@ -891,7 +934,7 @@ pub fn study_charts(dir: &Path, d: &StudyData) -> Result<StudyCharts, PlotError>
         }
     };
     Ok(StudyCharts {
-        bars: vec![bars],
+        bars: all_bars,
         stages,
         cdf,
         timeline,

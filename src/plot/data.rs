@@ -57,7 +57,13 @@ pub struct StudyData {
     pub quantiles: Option<BTreeMap<String, Quantiles>>,
     /// Run -> partitions `(label, series)` in order, when `timeline.csv` is there.
     pub timelines: Option<BTreeMap<String, Vec<(String, Series)>>>,
+    /// Run -> US dollars per GPU-hour and the prices' source, when `prices.json` is there
+    /// (a study with `[prices]`).
+    pub prices: Option<Prices>,
 }
+
+/// Run -> US dollars per GPU-hour, and where the prices come from.
+pub type Prices = (BTreeMap<String, f64>, String);
 
 fn parse_err(path: &Path, message: impl ToString) -> PlotError {
     PlotError::Input(InputError::Parse {
@@ -67,6 +73,42 @@ fn parse_err(path: &Path, message: impl ToString) -> PlotError {
 }
 
 /// Read `summary.json` and, when present, `latency_quantiles.csv` and `timeline.csv`.
+/// Read `prices.json` of a study folder, if there is one.
+fn load_prices(dir: &Path) -> Result<Option<Prices>, PlotError> {
+    let path = dir.join(crate::results::PRICES_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = crate::config::read(&path)?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| parse_err(&path, format!("not JSON: {e}")))?;
+    let source = json
+        .get("source")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| parse_err(&path, "field `source` missing"))?
+        .to_string();
+    let runs = json
+        .get("usd_per_gpu_hour")
+        .and_then(|v| v.as_object())
+        .ok_or_else(|| parse_err(&path, "field `usd_per_gpu_hour` missing"))?;
+    let mut out = BTreeMap::new();
+    for (run, v) in runs {
+        let usd = v
+            .as_f64()
+            .filter(|x| x.is_finite() && *x > 0.0)
+            .ok_or_else(|| {
+                parse_err(
+                    &path,
+                    format!("`usd_per_gpu_hour.{run}` must be a positive number"),
+                )
+            })?;
+        out.insert(run.clone(), usd);
+    }
+    Ok(Some((out, source)))
+}
+
+/// Read a `run`/`study` results folder: `summary.json`, and `latency_quantiles.csv`,
+/// `timeline.csv` and `prices.json` when there.
 pub fn load_study(dir: &Path) -> Result<StudyData, PlotError> {
     let path = dir.join("summary.json");
     let text = crate::config::read(&path)?;
@@ -76,7 +118,10 @@ pub fn load_study(dir: &Path) -> Result<StudyData, PlotError> {
         .get("runs")
         .and_then(|r| r.as_array())
         .ok_or_else(|| parse_err(&path, "no `runs` array (not a gpushare summary.json)"))?;
-    let mut out = StudyData::default();
+    let mut out = StudyData {
+        prices: load_prices(dir)?,
+        ..StudyData::default()
+    };
     for (i, r) in runs.iter().enumerate() {
         let field = |k: &str| format!("runs[{i}].{k}");
         let name = r

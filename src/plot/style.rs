@@ -66,6 +66,9 @@ const GREY: RGBColor = RGBColor(110, 110, 110);
 #[derive(Debug, Default)]
 pub struct Palette {
     names: Vec<String>,
+    /// Distinct MIG-named series in order of first appearance: the first is MIG blue, the
+    /// others sky blue (two MIG layouts side by side stay told apart).
+    mig_names: Vec<String>,
 }
 
 impl Palette {
@@ -95,6 +98,16 @@ impl Palette {
 
     /// The colour of `name`.
     pub fn color(&mut self, name: &str) -> RGBColor {
+        if name.to_ascii_lowercase().starts_with("mig") {
+            let i = match self.mig_names.iter().position(|n| n == name) {
+                Some(i) => i,
+                None => {
+                    self.mig_names.push(name.to_string());
+                    self.mig_names.len() - 1
+                }
+            };
+            return if i == 0 { OKABE_ITO[0] } else { OKABE_ITO[4] };
+        }
         if let Some(c) = Self::fixed(name) {
             return c;
         }

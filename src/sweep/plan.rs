@@ -124,6 +124,7 @@ impl Plan {
     /// Read a sweep file, its base experiment, and check every key it overrides.
     pub fn load(path: &Path, catalogue: &Catalogue) -> Result<Plan, InputError> {
         let file: SweepFile = config::parse_toml(&config::read(path)?, path)?;
+        config::folder_name(path, "name", &file.name)?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base_path = dir.join(&file.base);
         if !base_path.is_file() {

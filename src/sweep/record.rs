@@ -231,12 +231,12 @@ impl SweepRecord {
                 return Err(InputError::invalid(
                     &path,
                     "sweep",
-                    format!("\"{}\" ({})", rec.sweep.name, &rec.sweep.fingerprint[..12]),
+                    format!("\"{}\" ({})", rec.sweep.name, short(&rec.sweep.fingerprint)),
                     &format!(
                         "a shard of the same sweep as {} (\"{}\", {}): same sweep file, base experiment and gpushare version",
                         first_dir.join("sweep.json").display(),
                         first.sweep.name,
-                        &first.sweep.fingerprint[..12]
+                        short(&first.sweep.fingerprint)
                     ),
                 ));
             }
@@ -371,4 +371,13 @@ pub fn completed(dir: &Path) -> BTreeMap<String, RunRecord> {
         }
     }
     out
+}
+
+/// The first 12 characters of a fingerprint, as messages show it (all of it when shorter: a
+/// shard's record may have been edited or cut).
+fn short(fingerprint: &str) -> &str {
+    fingerprint
+        .char_indices()
+        .nth(12)
+        .map_or(fingerprint, |(i, _)| &fingerprint[..i])
 }

@@ -741,7 +741,7 @@ fn workload_options_are_checked() {
         ),
         (
             "mode = \"gamma\"\nrate_rps = -2.0\ncv = 1.0\nduration_s = 10.0\ntimeout_s = 5.0\n",
-            &["workload.rate_rps", "> 0"],
+            &["workload.rate_rps", "[1e-9, 1000000] req/s"],
         ),
         (
             "mode = \"on-off\"\non_rate_rps = 2.0\non_s = 0.0001\noff_s = 1.0\nduration_s = 10.0\n\

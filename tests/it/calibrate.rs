@@ -326,8 +326,18 @@ sentences = {{ dist = "fixed", value = 2 }}
 #[test]
 fn a_gpu_outside_the_catalogue_is_left_out_with_a_reason() {
     let mut node = load_rec("node.jsonl").header.node;
-    node.gpus[1].name = "NVIDIA L4".into();
-    node.gpus[1].pci_device_id = Metric::of("0x27B810DE".into());
+    // L4 is in the catalogue now (by PCI id or NVML name); T4 is not.
+    let mut l4_gpu = node.gpus[1].clone();
+    l4_gpu.name = "NVIDIA L4".into();
+    l4_gpu.pci_device_id = Metric::of("0x27B810DE".into());
+    let cat = Catalogue::builtin();
+    let l4 = cluster::match_gpu(&cat, &l4_gpu);
+    assert_eq!(
+        l4.map(|(s, by)| (s.key.as_str(), by)),
+        Some(("l4", cluster::MatchedBy::PciDeviceId))
+    );
+    node.gpus[1].name = "Tesla T4".into();
+    node.gpus[1].pci_device_id = Metric::of("0x1EB810DE".into());
     node.gpus[0].mig_mode = Metric::of(MigModeRec {
         current: true,
         pending: false,
@@ -350,7 +360,7 @@ fn a_gpu_outside_the_catalogue_is_left_out_with_a_reason() {
         at: "now".into(),
     };
     let text = cluster::cluster_toml(&node, &r, "n", &source).unwrap();
-    assert!(text.contains("# GPU 1 left out: NVIDIA L4"), "{text}");
+    assert!(text.contains("# GPU 1 left out: Tesla T4"), "{text}");
 }
 
 fn fit_with(

@@ -9,20 +9,20 @@ use std::process::Command;
 use tempfile::TempDir;
 
 /// What one run of the binary gave back.
-struct Outcome {
-    code: Option<i32>,
+pub(super) struct Outcome {
+    pub(super) code: Option<i32>,
     stdout: String,
-    stderr: String,
+    pub(super) stderr: String,
 }
 
 impl Outcome {
-    fn success(&self) -> bool {
+    pub(super) fn success(&self) -> bool {
         self.code == Some(0)
     }
 }
 
 /// Run `gpushare` with `args`.
-fn gpushare<S: AsRef<OsStr>>(args: &[S]) -> Outcome {
+pub(super) fn gpushare<S: AsRef<OsStr>>(args: &[S]) -> Outcome {
     let out = Command::new(env!("CARGO_BIN_EXE_gpushare"))
         .args(args)
         .env("RUST_BACKTRACE", "1")
@@ -35,12 +35,12 @@ fn gpushare<S: AsRef<OsStr>>(args: &[S]) -> Outcome {
     }
 }
 
-fn repo() -> PathBuf {
+pub(super) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// `s` as a TOML basic string.
-fn toml_str(s: &str) -> String {
+pub(super) fn toml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
@@ -60,7 +60,7 @@ fn seed_part(stem: &str) -> String {
 
 /// A valid, short experiment written out in full: the seed study's MIG configuration (ASR and
 /// TTS on two 3g.40gb instances of gpu0, the LLM on a dedicated gpu1) under a tiny load.
-fn valid_experiment() -> String {
+pub(super) fn valid_experiment() -> String {
     format!(
         r#"name = "cli-test"
 seed = 1
@@ -113,7 +113,7 @@ replicas = [{{ gpu = "gpu1" }}]
 
 /// `text` with the one occurrence of `from` replaced by `to` (fails if `from` is not there
 /// exactly once, so a test can never silently run the unedited file).
-fn edit(text: &str, from: &str, to: &str) -> String {
+pub(super) fn edit(text: &str, from: &str, to: &str) -> String {
     assert_eq!(
         text.matches(from).count(),
         1,
@@ -123,7 +123,7 @@ fn edit(text: &str, from: &str, to: &str) -> String {
 }
 
 /// Write `text` as `name` in `dir`, returning its path.
-fn write(dir: &TempDir, name: &str, text: &str) -> PathBuf {
+pub(super) fn write(dir: &TempDir, name: &str, text: &str) -> PathBuf {
     let path = dir.path().join(name);
     std::fs::write(&path, text).expect("write scratch file");
     path
@@ -148,7 +148,7 @@ fn assert_stderr_has(o: &Outcome, needles: &[&str]) {
     }
 }
 
-fn assert_no_panic(o: &Outcome) {
+pub(super) fn assert_no_panic(o: &Outcome) {
     assert!(
         !o.stderr.contains("panicked") && o.code != Some(101),
         "the binary panicked (exit {:?}):\n{}",
@@ -159,7 +159,7 @@ fn assert_no_panic(o: &Outcome) {
 
 /// A clean input error: exit 1, no panic, nothing on stdout, one `error:` message naming
 /// `file` and containing every one of `needles`.
-fn assert_input_error(o: &Outcome, file: &Path, needles: &[&str]) {
+pub(super) fn assert_input_error(o: &Outcome, file: &Path, needles: &[&str]) {
     assert_no_panic(o);
     assert_eq!(
         o.code,
@@ -194,7 +194,7 @@ fn assert_input_error(o: &Outcome, file: &Path, needles: &[&str]) {
 }
 
 /// Write `text` as an experiment, run it, and check it fails as an input error with `needles`.
-fn run_bad(text: &str, needles: &[&str]) {
+pub(super) fn run_bad(text: &str, needles: &[&str]) {
     let dir = TempDir::new().unwrap();
     let path = write(&dir, "bad.toml", text);
     let o = gpushare(&[OsStr::new("run"), path.as_os_str()]);
@@ -210,6 +210,108 @@ fn the_valid_base_experiment_runs() {
     assert_no_panic(&o);
     assert!(o.success(), "exit {:?}; stderr:\n{}", o.code, o.stderr);
     assert!(o.stdout.contains("cli-test"), "{}", o.stdout);
+}
+
+/// An experiment saved in an empty folder, with no `models_dir`, runs on the built-in
+/// profiles; the "wrote" line names every file written.
+#[test]
+fn an_experiment_anywhere_runs_on_the_built_in_profiles() {
+    let dir = TempDir::new().unwrap();
+    let text = edit(
+        &valid_experiment(),
+        &format!("models_dir = {}\n", models_dir()),
+        "",
+    );
+    let path = write(&dir, "anywhere.toml", &text);
+    let out = dir.path().join("out");
+    let o = gpushare(&[
+        OsStr::new("run"),
+        path.as_os_str(),
+        OsStr::new("--out"),
+        out.as_os_str(),
+        OsStr::new("--quiet"),
+    ]);
+    assert_no_panic(&o);
+    assert!(o.success(), "exit {:?}; stderr:\n{}", o.code, o.stderr);
+    let written = entries(&out);
+    assert_eq!(written.len(), 4, "{written:?}");
+    for f in &written {
+        assert!(
+            o.stdout.contains(&format!("/{f}")),
+            "{f} not in:\n{}",
+            o.stdout
+        );
+    }
+}
+
+/// `--models DIR` overrides a built-in profile of the same name and adds new ones; `models`
+/// lists them with where each comes from.
+#[test]
+fn a_models_folder_overrides_and_adds_profiles() {
+    let dir = TempDir::new().unwrap();
+    let models = dir.path().join("mine");
+    std::fs::create_dir(&models).unwrap();
+    let tts = std::fs::read_to_string(repo().join("models/magpie-tts-multilingual.toml")).unwrap();
+    // A TTS whose footprint no 3g.40gb instance holds: the override must be the one read.
+    let big = tts.replace("memory_gb = 13.4", "memory_gb = 60.0");
+    assert_ne!(big, tts);
+    std::fs::write(models.join("magpie-tts-multilingual.toml"), &big).unwrap();
+    std::fs::write(
+        models.join("my-tts.toml"),
+        tts.replace("name = \"magpie-tts-multilingual\"", "name = \"my-tts\""),
+    )
+    .unwrap();
+    let text = edit(
+        &valid_experiment(),
+        &format!("models_dir = {}\n", models_dir()),
+        "",
+    );
+    let path = write(&dir, "exp.toml", &text);
+    let o = gpushare(&[
+        OsStr::new("run"),
+        path.as_os_str(),
+        OsStr::new("--models"),
+        models.as_os_str(),
+    ]);
+    assert!(!o.success(), "{}", o.stdout);
+    assert_stderr_has(&o, &["magpie-tts-multilingual", "60"]);
+    let mine = edit(&text, "\"magpie-tts-multilingual\"", "\"my-tts\"");
+    let path = write(&dir, "mine.toml", &mine);
+    let o = gpushare(&[
+        OsStr::new("run"),
+        path.as_os_str(),
+        OsStr::new("--models"),
+        models.as_os_str(),
+    ]);
+    assert!(o.success(), "exit {:?}; stderr:\n{}", o.code, o.stderr);
+    let o = gpushare(&[
+        OsStr::new("models"),
+        OsStr::new("--models"),
+        models.as_os_str(),
+    ]);
+    assert!(o.success(), "{}", o.stderr);
+    assert!(
+        o.stdout.contains("built-in models/parakeet-1.1b.toml"),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stdout.contains("my-tts"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains(
+            &models
+                .join("magpie-tts-multilingual.toml")
+                .display()
+                .to_string()
+        ),
+        "{}",
+        o.stdout
+    );
+    let o = gpushare(&["models", "--show", "parakeet-1.1b"]);
+    assert!(
+        o.success() && o.stdout.contains("name = \"parakeet-1.1b\""),
+        "{}",
+        o.stdout
+    );
 }
 
 #[test]
@@ -510,7 +612,7 @@ fn unwritable_summary_leaves_no_temporary_files() {
     assert_eq!(entries(&out), want, "stray files left behind");
 }
 
-/// The 14 maximal classic layouts of hardware.md §1.6, with A100-80GB profile names.
+/// The 14 maximal classic layouts of docs/sources.md §1.6, with A100-80GB profile names.
 const A100_80GB_LAYOUTS: [&str; 14] = [
     "7g.80gb",
     "4g.40gb + 3g.40gb",

@@ -3,7 +3,7 @@
 
 use gpushare::engine::SimTime;
 use gpushare::hardware::{Catalogue, Partition};
-use gpushare::profile::{Demand, Efficiency, Work, exec_time};
+use gpushare::profile::{Demand, Dtype, Efficiency, Work, exec_time};
 use gpushare::sharing::{CtxId, MpsShare, TimeSlicer};
 use proptest::prelude::*;
 
@@ -11,6 +11,7 @@ const EFF: Efficiency = Efficiency {
     compute: 0.5,
     memory: 0.8,
     launch_us: 4.0,
+    dtype: Dtype::Fp16,
 };
 
 fn a100() -> Partition {

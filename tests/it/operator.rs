@@ -157,3 +157,170 @@ fn bad_operator_files_name_file_key_and_line() {
         "{stderr}"
     );
 }
+
+/// Every experiment file under `experiments/` (those that load on their own; parts that others
+/// extend do not).
+fn shipped_experiments() -> Vec<std::path::PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|e| e == "toml") {
+                out.push(p);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    walk(&root().join("experiments"), &mut all);
+    let cat = Catalogue::builtin();
+    all.into_iter()
+        .filter(|p| Experiment::load(p, &cat).is_ok())
+        .collect()
+}
+
+/// Every shipped experiment exports to GPU Operator files and imports back to exactly the
+/// same experiment: GPU ids, nodes, sharing, replicas and everything else.
+#[test]
+fn every_shipped_experiment_round_trips_through_the_operator_files() {
+    let cat = Catalogue::builtin();
+    let exps = shipped_experiments();
+    assert!(exps.len() >= 20, "{} experiments found", exps.len());
+    for path in exps {
+        let raw = Experiment::load(&path, &cat).unwrap().raw;
+        let dir = TempDir::new().unwrap();
+        let files = gpushare::operator::export_raw(&raw, &path, &cat)
+            .unwrap_or_else(|e| panic!("{}: export: {e}", path.display()));
+        gpushare::operator::write_files(dir.path(), &files).unwrap();
+        let imported =
+            gpushare::operator::import_experiment(&dir.path().join("cluster.yaml"), &path, &cat)
+                .unwrap_or_else(|e| panic!("{}: import: {e}", path.display()));
+        let text = gpushare::operator::experiment_text(imported.value, &path, dir.path()).unwrap();
+        let back = dir.path().join("back.toml");
+        std::fs::write(&back, text).unwrap();
+        let again = Experiment::load(&back, &cat).unwrap().raw;
+        // A trace's path is written relative to the new file: the same file by another path.
+        let same_file = |mut r: gpushare::experiment::RawExperiment| {
+            if let gpushare::workload::WorkloadSpec::Trace(t) = &mut r.workload {
+                t.path = std::fs::canonicalize(&t.path).unwrap();
+            }
+            r
+        };
+        assert_eq!(same_file(again), same_file(raw), "{}", path.display());
+    }
+}
+
+/// A file as a team keeps it (Deployments with their Services, a ConfigMap, a Secret, a
+/// volume claim, a CPU-only gateway and its autoscaler) imports its GPU pods, names each
+/// model from a label, the vLLM command line or the annotation, and says what it skipped.
+#[test]
+fn a_real_world_manifest_imports_its_gpu_pods_and_names_what_it_skipped() {
+    let dir = TempDir::new().unwrap();
+    let out = dir.path().join("voice.toml");
+    let (code, stdout, stderr) = gpushare(&[
+        "operator",
+        "import",
+        &s(&root().join("tests/fixtures/operator/cluster.yaml")),
+        "--base",
+        &s(&root().join("experiments/seed/baseline-heavy.toml")),
+        "--out",
+        &s(&out),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("imported 3 GPUs on 1 nodes"), "{stdout}");
+    for skipped in [
+        "skipped 7 objects",
+        "PersistentVolumeClaim model-cache",
+        "Secret hf-token",
+        "ConfigMap gateway-config",
+        "Service llm",
+        "Service asr",
+        "Deployment gateway (no nvidia.com/ resource)",
+        "HorizontalPodAutoscaler gateway",
+    ] {
+        assert!(stderr.contains(skipped), "`{skipped}` in:\n{stderr}");
+    }
+    let exp = Experiment::load(&out, &Catalogue::builtin()).unwrap().raw;
+    let models: Vec<(&str, &str)> = exp
+        .deployments
+        .iter()
+        .map(|d| (d.model.as_str(), d.replicas[0].gpu.as_str()))
+        .collect();
+    assert_eq!(
+        models,
+        // The base's order; the GPUs in the file's order.
+        [
+            ("parakeet-1.1b", "gpu1"),
+            ("magpie-tts-multilingual", "gpu2"),
+            ("nemotron-nano-vl-8b", "gpu0")
+        ]
+    );
+    // No hint names a profile: the error lists what was tried and the annotation to set.
+    let stack = std::fs::read_to_string(root().join("tests/fixtures/operator/voice-stack.yaml"))
+        .unwrap()
+        .replace("--served-model-name nemotron-nano-vl-8b ", "");
+    std::fs::write(dir.path().join("voice-stack.yaml"), stack).unwrap();
+    std::fs::copy(
+        root().join("tests/fixtures/operator/cluster.yaml"),
+        dir.path().join("cluster.yaml"),
+    )
+    .unwrap();
+    let (code, _, stderr) = gpushare(&[
+        "operator",
+        "import",
+        &s(&dir.path().join("cluster.yaml")),
+        "--base",
+        &s(&root().join("experiments/seed/baseline-heavy.toml")),
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    for needle in [
+        "voice-stack.yaml: line",
+        "Deployment llm",
+        "`nvidia/Llama-3.1-Nemotron-Nano-VL-8B-V1`",
+        "gpushare/model",
+        "nemotron-nano-vl-8b",
+    ] {
+        assert!(stderr.contains(needle), "`{needle}` in:\n{stderr}");
+    }
+}
+
+/// An MPS client too big for the device plugin's per-client memory limit (the TTS's 13.4 GB
+/// against 1/8 of the card): the hint speaks of
+/// the device-plugin config, not of an experiment setting the files cannot express.
+#[test]
+fn the_mps_memory_error_gives_a_fix_the_operator_files_can_make() {
+    let dir = TempDir::new().unwrap();
+    std::fs::write(
+        dir.path().join("cluster.yaml"),
+        "version: v1\ndevicePlugin: plugin.yaml\nworkloads: w.yaml\nnodes:\n- name: n0\n  gpu: a100-80gb\n  count: 1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("plugin.yaml"),
+        "version: v1\nsharing:\n  mps:\n    resources:\n    - name: nvidia.com/gpu\n      replicas: 8\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("w.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: magpie-tts-multilingual\nspec:\n  containers:\n  - name: tts\n    resources:\n      limits:\n        nvidia.com/gpu: 1\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = gpushare(&[
+        "operator",
+        "import",
+        &s(&dir.path().join("cluster.yaml")),
+        "--base",
+        &s(&root().join("experiments/seed/baseline-heavy.toml")),
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("MPS pinned-memory limit"), "{stderr}");
+    assert!(
+        stderr.contains("sharing.mps.resources[].replicas"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("memory_limit = \"none\""), "{stderr}");
+}

@@ -522,3 +522,44 @@ fn a_profile_parameter_can_be_swept() {
         "a 10x host step overhead shows: {fast} -> {slow}"
     );
 }
+
+#[test]
+fn a_shard_record_with_a_cut_fingerprint_is_refused_not_a_panic() {
+    // Once: "end byte index 12 is out of bounds" when a shard's sweep.json had a short
+    // fingerprint.
+    let tmp = TempDir::new().unwrap();
+    let s1 = sweep_into(&tmp, "s1", &["--shard", "1/2"], &[]);
+    let s2 = sweep_into(&tmp, "s2", &["--shard", "2/2"], &[]);
+    let record = s2.join("sweep.json");
+    let text = std::fs::read_to_string(&record).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let fingerprint = v["sweep"]["fingerprint"].as_str().unwrap().to_string();
+    std::fs::write(&record, text.replace(&fingerprint, "abc")).unwrap();
+    let out = tmp.path().join("merged");
+    let args = ["merge", s1.to_str().unwrap(), s2.to_str().unwrap()];
+    let o = bin(
+        &[&args[..], &["--out", out.to_str().unwrap()]].concat(),
+        &[],
+    );
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
+    assert!(o.stderr.contains("(abc)"), "{}", o.stderr);
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_sweep_name_that_is_not_one_folder_is_refused() {
+    // Once: `name = "../../../x"` or an absolute name wrote there; `""` wrote into results/.
+    let tmp = TempDir::new().unwrap();
+    for name in ["../../escape", "/tmp/escape", "", "..", "a/b"] {
+        let text = small_sweep().replace(
+            "name = \"small\"",
+            &format!("name = {}", serde_json::to_string(name).unwrap()),
+        );
+        let file = write(tmp.path(), "named.toml", &text);
+        let o = bin(&["sweep", file.to_str().unwrap(), "--quiet"], &[]);
+        assert_eq!(o.code, Some(1), "{name:?}: {}", o.stderr);
+        assert!(o.stderr.contains("field `name`"), "{name:?}: {}", o.stderr);
+        assert!(o.stderr.contains("one plain folder name"), "{}", o.stderr);
+    }
+}
