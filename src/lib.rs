@@ -13,7 +13,8 @@
 //! - [`workload`]: users, arrivals, answer shapes.
 //! - [`pipeline`]: the voice pipeline simulated end to end.
 //! - [`metrics`], [`report`]: what a run measured, and its table, JSON and CSV.
-//! - [`timeline`], [`results`]: busy time over time, latency quantiles, and the results folder.
+//! - [`timeline`], [`results`]: busy time over time, latency quantiles, and the results folder;
+//!   [`activity`]: what the GPUs did, as a trace Perfetto and chrome://tracing open.
 //! - [`experiment`], [`study`], [`config`], [`error`]: input files and their errors.
 //! - [`sweep`]: parameter sweeps (parallel, resumable, shardable) and their tables.
 //! - [`plot`]: report charts (PNG, SVG) from a results folder.
@@ -25,6 +26,7 @@
 //! - [`cli`]: the sweep, merge, plot, operator and plan commands behind the binary.
 #![deny(missing_docs)]
 
+pub mod activity;
 pub mod arrivals;
 pub mod calibrate;
 pub mod cli;

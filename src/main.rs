@@ -11,8 +11,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use gpushare::activity::{Activity, TraceOptions};
 use gpushare::calibrate;
 use gpushare::cli;
+use gpushare::config::write_atomic_all;
 use gpushare::error::InputError;
 use gpushare::experiment::Experiment;
 use gpushare::hardware::{Catalogue, format_layout, maximal_placements, validate_layout};
@@ -52,6 +54,8 @@ enum Command {
         quiet: bool,
         #[command(flatten)]
         plot: PlotArgs,
+        #[command(flatten)]
+        trace: TraceArgs,
     },
     /// Run several experiments side by side (e.g. experiments/seed-study.toml).
     Study {
@@ -210,6 +214,66 @@ impl PlotArgs {
     }
 }
 
+/// A timeline trace of what the GPUs did.
+#[derive(clap::Args)]
+struct TraceArgs {
+    /// Also write what the GPUs did (jobs, time-slicing turns and switches, MPS clients,
+    /// requests) to FILE as Chrome trace event JSON, for ui.perfetto.dev or chrome://tracing.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Keep only the trace events that overlap this window of simulated seconds, e.g.
+    /// 100..110 (either side may be left out).
+    #[arg(long, value_name = "START..END")]
+    trace_window: Option<String>,
+    /// Most events the trace keeps (default 250000); recording stops there, and the file and
+    /// the terminal say when.
+    #[arg(long, value_name = "N")]
+    trace_max_events: Option<u64>,
+}
+
+impl TraceArgs {
+    /// The file and what to record, if a trace is asked for.
+    fn options(&self) -> Result<Option<(PathBuf, TraceOptions)>, String> {
+        let Some(file) = &self.trace else {
+            if self.trace_window.is_some() || self.trace_max_events.is_some() {
+                return Err(
+                    "--trace-window and --trace-max-events shape a trace: give --trace FILE too"
+                        .into(),
+                );
+            }
+            return Ok(None);
+        };
+        let opts = TraceOptions::parse(self.trace_window.as_deref(), self.trace_max_events)?;
+        Ok(Some((file.clone(), opts)))
+    }
+}
+
+/// Write `activity` to `file` (atomically) and say what it holds.
+fn write_trace(
+    file: &Path,
+    exp: &Experiment,
+    activity: &Activity,
+    opts: &TraceOptions,
+) -> Result<(), String> {
+    let json = activity.chrome_json(exp, opts.max_events);
+    write_atomic_all(&[(file.to_path_buf(), json.into_bytes())]).map_err(|e| e.to_string())?;
+    println!(
+        "wrote {} ({} events; open it in ui.perfetto.dev or chrome://tracing)",
+        file.display(),
+        activity.events()
+    );
+    if let Some(t) = activity.full_at {
+        println!(
+            "note: the trace reached its cap of {} events at {:.3} s of simulated time: what \
+             the GPUs did after that is left out; narrow --trace-window or raise \
+             --trace-max-events",
+            opts.max_events,
+            t as f64 / 1e9
+        );
+    }
+    Ok(())
+}
+
 #[derive(Subcommand)]
 enum MigCommand {
     /// List the valid maximal MIG layouts of a GPU (no instance can be added).
@@ -259,22 +323,22 @@ fn run(cli: Cli) -> Result<(), String> {
             seed,
             quiet,
             plot,
+            trace,
         } => {
             let charts = plot.target(out.as_deref())?;
+            let trace = trace.options()?;
             let mut exp = Experiment::load(&experiment, &catalogue).map_err(|e| e.to_string())?;
             if let Some(s) = seed {
                 exp.raw.seed = s;
             }
             warn_provenance(std::slice::from_ref(&exp));
-            finish(
-                vec![results::run_experiment_with_progress(
-                    &exp,
-                    quiet,
-                    out.is_some(),
-                )],
-                out,
-                charts,
-            )
+            let (summary, detail, activity) =
+                results::run_traced(&exp, quiet, out.is_some(), trace.as_ref().map(|t| &t.1));
+            finish(vec![(summary, detail)], out, charts)?;
+            match (trace, activity) {
+                (Some((file, opts)), Some(a)) => write_trace(&file, &exp, &a, &opts),
+                _ => Ok(()),
+            }
         }
         Command::Study {
             study,

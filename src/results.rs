@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use crate::activity::{Activity, TraceOptions};
 use crate::config::write_atomic_all;
 use crate::engine::SimTime;
 use crate::error::InputError;
@@ -81,12 +82,28 @@ pub fn run_experiment_with_progress(
     quiet: bool,
     timelines: bool,
 ) -> (RunSummary, RunDetail) {
+    let (summary, detail, _) = run_traced(exp, quiet, timelines, None);
+    (summary, detail)
+}
+
+/// [`run_experiment_with_progress`], also recording what the GPUs did within `trace`'s
+/// window and cap (see [`crate::activity`]); the summary and detail are those of the run
+/// without it.
+pub fn run_traced(
+    exp: &Experiment,
+    quiet: bool,
+    timelines: bool,
+    trace: Option<&TraceOptions>,
+) -> (RunSummary, RunDetail, Option<Activity>) {
     let bar = crate::progress::RunProgress::new(&exp.raw.name, exp.duration_s, quiet);
-    let r = Simulation::new(exp)
-        .with_timelines(timelines)
-        .run_observed(|t, events| bar.update(t.as_secs_f64(), events));
+    let mut sim = Simulation::new(exp).with_timelines(timelines);
+    if let Some(o) = trace {
+        sim = sim.with_activity(o);
+    }
+    let mut r = sim.run_observed(|t, events| bar.update(t.as_secs_f64(), events));
     bar.finish();
-    (report::summarise(exp, &r), detail(exp, &r))
+    let activity = r.activity.take();
+    (report::summarise(exp, &r), detail(exp, &r), activity)
 }
 
 /// Simulate every experiment (in parallel, one run per task); results in input order.

@@ -12,6 +12,7 @@
 
 use rand_chacha::ChaCha8Rng;
 
+use crate::activity::{Activity, ActivityLog, Budget, JobEnd, Outcome, RequestSpan, TraceOptions};
 use crate::arrivals::ArrivalSource;
 use crate::engine::{Engine, EventClass, Popped, SimTime, Streams};
 use crate::experiment::Experiment;
@@ -299,6 +300,8 @@ pub struct RunResult {
     /// Busy and switching time per time bucket, per partition (none without timelines,
     /// see [`Simulation::with_timelines`]).
     pub timelines: Vec<BusyTimeline>,
+    /// What the GPUs did, for a trace (only with [`Simulation::with_activity`]).
+    pub activity: Option<Activity>,
     /// Events processed.
     pub events: u64,
 }
@@ -384,6 +387,8 @@ pub struct Simulation<'a> {
     cycle_scratch: Vec<u64>,
     /// The ASR replica that dispatched a batch during the event being handled.
     dispatched: Option<u32>,
+    /// Jobs and requests recorded for a trace (see [`Simulation::with_activity`]).
+    activity: Option<Box<ActivityLog>>,
 }
 
 impl<'a> Simulation<'a> {
@@ -543,6 +548,7 @@ impl<'a> Simulation<'a> {
             cycling_on: vec![None; n_partitions],
             cycle_scratch: Vec::new(),
             dispatched: None,
+            activity: None,
         }
     }
 
@@ -572,6 +578,21 @@ impl<'a> Simulation<'a> {
     /// else changes.
     pub fn with_timelines(mut self, record: bool) -> Self {
         self.timelines = record;
+        self
+    }
+
+    /// Also record what the GPUs did, for a trace (see [`crate::activity`]): every job on
+    /// every partition, the turns and switches of time-sliced ones, every request, within
+    /// `opts`' window and cap. Results are the same; ASR replicas do not jump over repeating
+    /// batches (as while busy timelines are recorded, see `cycles`), so that every batch
+    /// is seen, which only adds events.
+    pub fn with_activity(mut self, opts: &TraceOptions) -> Self {
+        let budget = Budget::new(opts);
+        for s in &mut self.slicers {
+            s.record_slices(&budget);
+        }
+        self.activity = Some(Box::new(ActivityLog::new(budget, self.replicas.len())));
+        self.cycles = false;
         self
     }
 
@@ -660,6 +681,7 @@ impl<'a> Simulation<'a> {
             busy.push(s.busy_ns());
             switching.push(s.switching_ns());
         }
+        let activity = self.activity_finish(end);
         let replicas = self
             .replicas
             .iter_mut()
@@ -689,6 +711,7 @@ impl<'a> Simulation<'a> {
             faults: self.faults,
             events: self.engine.processed(),
             timelines: self.slicers.iter().filter_map(Device::timeline).collect(),
+            activity,
         }
     }
 
@@ -764,6 +787,9 @@ impl<'a> Simulation<'a> {
                     self.requests[slot(r)].status = Status::Cancelled;
                     self.counts.cancelled += 1;
                     self.release_all(r);
+                    if self.activity.is_some() {
+                        self.trace_request(now, r, Outcome::Cancelled);
+                    }
                     self.retire(r);
                 }
             }
@@ -783,6 +809,11 @@ impl<'a> Simulation<'a> {
         // A batching replica hands the GPU its next batch before the finished one is
         // retired, so that it keeps its turn (see `TimeSlicer::finishing`).
         let finished = std::mem::take(&mut self.replicas[replica].in_flight);
+        if self.activity.is_some() && self.replicas[replica].stage != Stage::Llm {
+            // Before the next batch starts; an LLM iteration ends with its tokens.
+            let reqs = finished.iter().map(|&(q, _)| q);
+            self.trace_job(None, now, replica, reqs, JobEnd::Done);
+        }
         if self.replicas[replica].batcher.is_some() {
             self.holding_timer = true;
             // Chunks that arrived during the batch join the queue before it decides.
@@ -1025,8 +1056,9 @@ impl<'a> Simulation<'a> {
                 let r = &mut self.replicas[replica];
                 r.batches += 1;
                 r.batch_items += items.len() as u64;
+                let n = items.len() as u32;
                 r.in_flight = items;
-                self.submit(now, replica, ns, phases);
+                self.submit(now, replica, n, ns, phases);
             }
         }
     }
@@ -1068,9 +1100,22 @@ impl<'a> Simulation<'a> {
         }
     }
 
-    fn submit(&mut self, now: SimTime, replica: usize, work_ns: u64, phases: Vec<Demand>) {
+    /// Hand the partition a job of replica `replica` with `items` items (for a trace).
+    /// Inline, as it was before the trace's check: two callers, both hot.
+    #[inline]
+    fn submit(
+        &mut self,
+        now: SimTime,
+        replica: usize,
+        items: u32,
+        work_ns: u64,
+        phases: Vec<Demand>,
+    ) {
         let Replica { partition, ctx, .. } = self.replicas[replica];
         self.slicers[partition].submit(now, ctx as usize, replica as u64, work_ns, phases);
+        if let Some(a) = self.activity.as_deref_mut() {
+            a.start(replica, now, items);
+        }
         if !self.holding_timer {
             self.reschedule(partition);
         }
@@ -1276,7 +1321,8 @@ impl<'a> Simulation<'a> {
         r.batches += 1;
         r.batch_items += seqs;
         let phases = demand.map_or_else(Vec::new, |d| vec![d]);
-        self.submit(now, replica, ns, phases);
+        let items = u32::try_from(seqs).unwrap_or(u32::MAX);
+        self.submit(now, replica, items, ns, phases);
     }
 
     /// Runtime of a planned iteration alone on the replica's partition, and (under MPS
@@ -1309,6 +1355,10 @@ impl<'a> Simulation<'a> {
         let mut emitted = std::mem::take(&mut self.tokens);
         engine.finish_step_into(now.0, &mut emitted);
         let more = engine.has_work();
+        if self.activity.is_some() {
+            let reqs = emitted.iter().map(|&(q, _)| q);
+            self.trace_job(None, now, replica, reqs, JobEnd::Done);
+        }
         self.track_kv(replica);
         for &(req, generated) in &emitted {
             self.on_token(now, req, generated);
@@ -1421,6 +1471,9 @@ impl<'a> Simulation<'a> {
         self.release_all(req);
         self.record(now, req);
         self.request_over(now, req);
+        if self.activity.is_some() {
+            self.trace_request(now, req, Outcome::Completed);
+        }
         self.retire(req);
     }
 
@@ -1435,6 +1488,9 @@ impl<'a> Simulation<'a> {
         self.last_outcome = now;
         self.release_all(req);
         self.request_over(now, req);
+        if self.activity.is_some() {
+            self.trace_request(now, req, Outcome::Failed);
+        }
         self.retire(req);
     }
 
@@ -1490,6 +1546,92 @@ impl<'a> Simulation<'a> {
             self.engine
                 .schedule(now.plus(think.0), Event::ThinkOver { user: u });
         }
+    }
+}
+
+/// Recording for a trace (see [`Simulation::with_activity`]); each returns at once without.
+impl Simulation<'_> {
+    /// The job of `replica` ends at `now`, having served the requests `reqs`. It was
+    /// submitted when `submit` noted it, or (`whole`) at that time with that many items.
+    /// Out of line, as are the others: the hot paths keep only the check of `activity`.
+    #[cold]
+    #[inline(never)]
+    fn trace_job(
+        &mut self,
+        whole: Option<(SimTime, u32)>,
+        now: SimTime,
+        replica: usize,
+        reqs: impl Iterator<Item = ReqId>,
+        end: JobEnd,
+    ) {
+        let Some(a) = self.activity.as_deref_mut() else {
+            return;
+        };
+        if let Some((from, items)) = whole {
+            a.start(replica, from, items);
+        }
+        let mut numbers = Vec::new();
+        if a.wants_end(replica, now) {
+            for q in reqs {
+                let r = &self.requests[slot(q)];
+                // A request already over is not named (its slot may serve another by now).
+                if r.generation == (q >> 32) as u32 && !numbers.contains(&r.number) {
+                    numbers.push(r.number);
+                }
+            }
+        }
+        a.end(replica, now, numbers, end);
+    }
+
+    /// `req` is over at `now` (or still in flight when the run ends).
+    #[cold]
+    #[inline(never)]
+    fn trace_request(&mut self, now: SimTime, req: ReqId, outcome: Outcome) {
+        let Some(a) = self.activity.as_deref_mut() else {
+            return;
+        };
+        a.request(request_span(&self.requests[slot(req)], now, outcome));
+    }
+
+    /// Close the recording at the run's `end`: jobs still running and requests still in
+    /// flight end there, and the time-sliced partitions hand over their turns.
+    fn activity_finish(&mut self, end: SimTime) -> Option<Activity> {
+        let mut a = self.activity.take()?;
+        a.close(end);
+        for r in self.requests.iter().filter(|r| r.status == Status::Active) {
+            a.request(request_span(r, end.max(r.start), Outcome::InFlight));
+        }
+        let mut slices = Vec::new();
+        for (p, device) in self.slicers.iter_mut().enumerate() {
+            let segs = device.take_slices();
+            if segs.is_empty() {
+                continue;
+            }
+            // Contexts were added in replica order (see `new`).
+            let on: Vec<u32> = (0..self.replicas.len() as u32)
+                .filter(|&r| self.replicas[r as usize].partition == p)
+                .collect();
+            slices.push((
+                p,
+                segs.into_iter().map(|s| (s, on[s.ctx as usize])).collect(),
+            ));
+        }
+        Some(a.finish(slices))
+    }
+}
+
+/// What a trace shows of request `r`, over at `to`.
+fn request_span(r: &Request, to: SimTime, outcome: Outcome) -> RequestSpan {
+    RequestSpan {
+        number: r.number,
+        user: r.user,
+        from: r.start.0,
+        // Its transcript time is its start until the ASR is done with it.
+        transcript: (r.chunks > 0 && r.transcript_at > r.start).then_some(r.transcript_at.0),
+        llm: (r.delivered > 0).then_some((r.transcript_at.0, r.last_token_at.0)),
+        to: to.0,
+        tokens: r.delivered,
+        outcome,
     }
 }
 

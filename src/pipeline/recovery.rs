@@ -100,6 +100,8 @@ impl Simulation<'_> {
             .set_up(local, false);
         if self.slicers[partition].clear(now, ctx as usize) > 0 {
             self.reschedule(partition);
+            let none = std::iter::empty();
+            self.trace_job(None, now, r, none, crate::activity::JobEnd::Dropped);
         }
         self.engine.schedule(
             now.plus(downtime),

@@ -348,6 +348,12 @@ impl Simulation<'_> {
             };
             let done = device.run_alone(x.step_at, x.ns);
             debug_assert_eq!(done, x.done());
+            if self.activity.is_some() {
+                let reqs = ahead.tokens[tokens_from..x.tokens_end as usize].iter();
+                let reqs = reqs.map(|&(q, _)| q);
+                let end = crate::activity::JobEnd::Done;
+                self.trace_job(Some((x.step_at, x.seqs)), done, r, reqs, end);
+            }
             self.armed[p] = None;
             self.track_kv_blocks(r, x.blocks_done);
             for &(q, g) in &ahead.tokens[tokens_from..x.tokens_end as usize] {

@@ -8,6 +8,7 @@ pub use mps::MpsShare;
 pub use sole::SoleDevice;
 pub use timeslice::{CtxId, TimeSlicer};
 
+use crate::activity::{Budget, Segment, SliceLog};
 use crate::engine::SimTime;
 use crate::profile::Demand;
 use crate::timeline::BusyTimeline;
@@ -22,6 +23,27 @@ pub enum Device {
     Sliced(Box<TimeSlicer>),
     /// MPS clients run concurrently, each capped by its active-thread percentage.
     Mps(Box<MpsShare>),
+    /// Contexts take turns, and a trace logs the turns and switches (see
+    /// [`Device::record_slices`]).
+    Traced(Box<Traced>),
+}
+
+/// A time-slicer whose turns and switches are logged for a trace. Before each update, the
+/// stretch the update will advance over is walked on a copy of the slicer's schedule
+/// ([`TimeSlicer::log_until`]): the slicer itself, and every run without a trace, are
+/// untouched (its own variant, not a check in the slicer's hot path).
+#[derive(Debug)]
+pub struct Traced {
+    slicer: TimeSlicer,
+    log: SliceLog,
+}
+
+impl Traced {
+    /// The slicer, once the stretch up to `t` is logged.
+    fn at(&mut self, t: SimTime) -> &mut TimeSlicer {
+        self.slicer.log_until(t, &mut self.log);
+        &mut self.slicer
+    }
 }
 
 impl Device {
@@ -30,6 +52,7 @@ impl Device {
         match self {
             Device::Sole(s) => s.add_context(),
             Device::Sliced(s) => s.add_context(),
+            Device::Traced(s) => s.slicer.add_context(),
             Device::Mps(m) => m.add_client(active_thread_pct),
         }
     }
@@ -39,7 +62,32 @@ impl Device {
         match self {
             Device::Sole(s) => s.record_timeline(bucket_ns),
             Device::Sliced(s) => s.record_timeline(bucket_ns),
+            Device::Traced(s) => s.slicer.record_timeline(bucket_ns),
             Device::Mps(m) => m.record_timeline(bucket_ns),
+        }
+    }
+
+    /// Under time-slicing, also log each context's turns and each switch, for a trace
+    /// (the other modes' jobs are their turns).
+    pub fn record_slices(&mut self, budget: &Budget) {
+        if let Device::Sliced(_) = self {
+            let Device::Sliced(slicer) = std::mem::replace(self, Device::Sole(SoleDevice::new()))
+            else {
+                unreachable!("checked above");
+            };
+            *self = Device::Traced(Box::new(Traced {
+                slicer: *slicer,
+                log: SliceLog::new(budget.clone()),
+            }));
+        }
+    }
+
+    /// The turns and switches logged so far (context ids, in time order; time-slicing with
+    /// [`Device::record_slices`] only, else empty); the log is left empty.
+    pub fn take_slices(&mut self) -> Vec<Segment> {
+        match self {
+            Device::Traced(s) => s.log.finish(),
+            _ => Vec::new(),
         }
     }
 
@@ -48,6 +96,7 @@ impl Device {
         match self {
             Device::Sole(s) => s.timeline(),
             Device::Sliced(s) => s.timeline(),
+            Device::Traced(s) => s.slicer.timeline(),
             Device::Mps(m) => m.timeline(),
         }
     }
@@ -70,6 +119,7 @@ impl Device {
         match self {
             Device::Sole(s) => s.submit(t, token, work_ns),
             Device::Sliced(s) => s.submit(t, ctx, token, work_ns),
+            Device::Traced(s) => s.at(t).submit(t, ctx, token, work_ns),
             Device::Mps(m) => m.submit(t, ctx, token, phases),
         }
     }
@@ -79,6 +129,7 @@ impl Device {
         match self {
             Device::Sole(s) => s.next_completion(),
             Device::Sliced(s) => s.next_completion(),
+            Device::Traced(s) => s.slicer.next_completion(),
             Device::Mps(m) => m.next_completion(),
         }
     }
@@ -88,6 +139,7 @@ impl Device {
         match self {
             Device::Sole(s) => s.finishing(t),
             Device::Sliced(s) => s.finishing(t),
+            Device::Traced(s) => s.at(t).finishing(t),
             Device::Mps(m) => m.finishing(t),
         }
     }
@@ -97,6 +149,7 @@ impl Device {
         match self {
             Device::Sole(s) => s.complete(t),
             Device::Sliced(s) => s.complete(t),
+            Device::Traced(s) => s.at(t).complete(t),
             Device::Mps(m) => m.complete(t),
         }
     }
@@ -106,6 +159,7 @@ impl Device {
         match self {
             Device::Sole(s) => s.advance(t),
             Device::Sliced(s) => s.advance(t),
+            Device::Traced(s) => s.at(t).advance(t),
             Device::Mps(m) => m.advance(t),
         }
     }
@@ -115,6 +169,7 @@ impl Device {
         match self {
             Device::Sole(s) => s.clear(t),
             Device::Sliced(s) => s.clear(t, ctx),
+            Device::Traced(s) => s.at(t).clear(t, ctx),
             Device::Mps(m) => m.clear(t, ctx),
         }
     }
@@ -124,6 +179,7 @@ impl Device {
         match self {
             Device::Sole(s) => s.busy_ns(),
             Device::Sliced(s) => s.busy_ns(),
+            Device::Traced(s) => s.slicer.busy_ns(),
             Device::Mps(m) => m.busy_ns(),
         }
     }
@@ -133,6 +189,7 @@ impl Device {
         match self {
             Device::Sole(_) => 0,
             Device::Sliced(s) => s.switching_ns(),
+            Device::Traced(s) => s.slicer.switching_ns(),
             Device::Mps(m) => m.switching_ns(),
         }
     }

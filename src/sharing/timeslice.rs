@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 
 use smallvec::SmallVec;
 
+use crate::activity::{Segment, SliceLog};
 use crate::engine::SimTime;
 use crate::timeline::{BusyTimeline, TimelineRecorder};
 
@@ -167,6 +168,43 @@ impl Schedule {
         }
     }
 
+    /// Log the turns and switches of the next `dt` ns from `from` (no job finishing before
+    /// its end), leaving `self` where they end. It runs [`Self::run`] itself, one phase at a
+    /// time: each budget ends at the phase's end, shorter than a round, so nothing is
+    /// skipped in bulk and the phases are exactly those the bulk advance went through.
+    fn log(&mut self, from: SimTime, dt: u64, log: &mut SliceLog) {
+        let end = from.0 + dt;
+        let mut at = from.0;
+        while at < end && !log.full() {
+            let (len, switch) = match self.phase {
+                Phase::Idle => return,
+                Phase::Switching { left_ns } => (left_ns, true),
+                Phase::Running { slice_left_ns } => {
+                    let head = self.ring[self.cur].head_rem_ns;
+                    // A lone context renews its quantum: its turn lasts as long as its work.
+                    let len = if self.ring.len() == 1 {
+                        head
+                    } else {
+                        head.min(slice_left_ns)
+                    };
+                    (len, false)
+                }
+            };
+            let step = len.min(end - at);
+            if step == 0 {
+                return;
+            }
+            log.push(Segment {
+                from: at,
+                to: at + step,
+                ctx: self.ring[self.cur].ctx as u32,
+                switch,
+            });
+            self.run(Some(step));
+            at += step;
+        }
+    }
+
     /// The GPU turns to `ring[cur]`: switch into it (or, with no switch cost, run it at once).
     fn enter_current(&mut self) {
         self.phase = if self.switch_ns > 0 {
@@ -255,6 +293,16 @@ impl TimeSlicer {
     /// Also record busy and switching time per bucket of `bucket_ns` (see [`BusyTimeline`]).
     pub fn record_timeline(&mut self, bucket_ns: u64) {
         self.timeline = Some(TimelineRecorder::new(bucket_ns));
+    }
+
+    /// Log the turns and switches from the last update to `t` (>= it), those the next
+    /// update, to `t`, goes through; for a trace (see `sharing::Traced`). Nothing changes:
+    /// a copy of the schedule walks the stretch.
+    pub fn log_until(&self, t: SimTime, log: &mut SliceLog) {
+        let dt = t.since(self.now);
+        if dt > 0 && log.wants(self.now, t) {
+            self.sched.clone().log(self.now, dt, log);
+        }
     }
 
     /// The recorded timeline, if any (up to the last update).
@@ -623,6 +671,51 @@ mod tests {
             }
         }
         done
+    }
+
+    #[test]
+    fn the_log_shows_each_turn_and_switch_of_a_bulk_advance() {
+        use crate::activity::{Budget, TraceOptions};
+        use crate::sharing::Device;
+        let mut ts = TimeSlicer::new(Q, C);
+        let a = ts.add_context();
+        let b = ts.add_context();
+        let jobs = [(0, a, 3 * Q), (0, b, 3 * Q + 5)];
+        let done = run_all(&mut ts, &jobs);
+        // The same jobs on a traced device.
+        let mut d = Device::Sliced(Box::new(TimeSlicer::new(Q, C)));
+        d.record_slices(&Budget::new(&TraceOptions::default()));
+        d.add_context(100.0);
+        d.add_context(100.0);
+        for (i, &(t, ctx, work)) in jobs.iter().enumerate() {
+            d.submit(SimTime(t), ctx, i as u64, work, Vec::new());
+        }
+        while let Some(c) = d.next_completion() {
+            d.complete(c);
+        }
+        assert_eq!(
+            (d.busy_ns(), d.switching_ns()),
+            (ts.busy_ns(), ts.switching_ns())
+        );
+        let segs = d.take_slices();
+        let shape: Vec<(u32, bool, u64)> = segs
+            .iter()
+            .map(|s| (s.ctx, s.switch, s.to - s.from))
+            .collect();
+        let (a, b) = (a as u32, b as u32);
+        // `a` runs first (nothing to switch from), then they alternate; `b` ends alone.
+        let mut want = vec![(a, false, Q)];
+        for _ in 0..2 {
+            want.extend([(b, true, C), (b, false, Q), (a, true, C), (a, false, Q)]);
+        }
+        want.extend([(b, true, C), (b, false, Q + 5)]);
+        assert_eq!(shape, want);
+        assert!(segs.windows(2).all(|w| w[0].to == w[1].from));
+        assert_eq!(segs.last().unwrap().to, done[1]);
+        assert_eq!(
+            segs.iter().filter(|s| s.switch).count() as u64 * C,
+            ts.switching_ns()
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod arrivals;
 mod calibrate;
 mod cli;
 mod faults;
+mod gpu_trace;
 mod invariants;
 mod limits;
 mod mps;
