@@ -506,7 +506,7 @@ mod tests {
         let gpu = a100_80();
         let e = instances(&[("1g.10gb".into(), 1_000_000_000)], &gpu).unwrap_err();
         assert!(
-            e.contains("1000000000 devices, but at most 7 1g.10gb"),
+            e.contains("1000000000 devices asked, at most 7 × 1g.10gb"),
             "{e}"
         );
         assert_eq!(instances(&[("1g.10gb".into(), 7)], &gpu).unwrap().len(), 7);

@@ -46,3 +46,41 @@ pub fn shorten(exp: &mut Experiment, factor: f64) {
 pub fn show(p: &Path) -> String {
     p.display().to_string()
 }
+
+/// An experiment extending an inventory's cluster file `node.toml` (gpu0 with two 3g.40gb
+/// instances, gpu1 whole): the seed pipeline under a light Poisson load of `duration_s`.
+pub fn experiment_on_inventory(name: &str, duration_s: f64) -> String {
+    format!(
+        r#"extends = ["node.toml"]
+name = "{name}"
+
+[[deployments]]
+model = "parakeet-1.1b"
+replicas = [{{ gpu = "gpu0", instance = 0 }}]
+
+[[deployments]]
+model = "magpie-tts-multilingual"
+replicas = [{{ gpu = "gpu0", instance = 1 }}]
+
+[[deployments]]
+model = "nemotron-nano-vl-8b"
+replicas = [{{ gpu = "gpu1" }}]
+
+[workload]
+mode = "poisson"
+rate_rps = 1.0
+duration_s = {duration_s:?}
+timeout_s = 60.0
+
+[audio]
+clips_s = [4.8]
+chunk_ms = 128.0
+chunk_interval_ms = 10.0
+
+[answers]
+prompt_tokens = {{ dist = "fixed", value = 250 }}
+output_tokens = {{ dist = "fixed", value = 40 }}
+sentences = {{ dist = "fixed", value = 2 }}
+"#
+    )
+}

@@ -237,45 +237,7 @@ fn the_inventory_is_the_scripted_node_and_imports_as_a_cluster() {
     );
 
     // The cluster file is a fragment an experiment extends, as it is.
-    let models = root()
-        .join("models")
-        .display()
-        .to_string()
-        .replace('\\', "/");
-    let exp = format!(
-        r#"extends = ["node.toml"]
-name = "from-live-inventory"
-models_dir = "{models}"
-
-[[deployments]]
-model = "parakeet-1.1b"
-replicas = [{{ gpu = "gpu0", instance = 0 }}]
-
-[[deployments]]
-model = "magpie-tts-multilingual"
-replicas = [{{ gpu = "gpu0", instance = 1 }}]
-
-[[deployments]]
-model = "nemotron-nano-vl-8b"
-replicas = [{{ gpu = "gpu1" }}]
-
-[workload]
-mode = "poisson"
-rate_rps = 1.0
-duration_s = 5.0
-timeout_s = 60.0
-
-[audio]
-clips_s = [4.8]
-chunk_ms = 128.0
-chunk_interval_ms = 10.0
-
-[answers]
-prompt_tokens = {{ dist = "fixed", value = 250 }}
-output_tokens = {{ dist = "fixed", value = 40 }}
-sentences = {{ dist = "fixed", value = 2 }}
-"#
-    );
+    let exp = super::experiment_on_inventory("from-live-inventory", 5.0);
     std::fs::write(node.path("exp.toml"), exp).unwrap();
     let e = Experiment::load(&node.path("exp.toml"), &Catalogue::builtin()).unwrap();
     let labels: Vec<&str> = e
