@@ -24,6 +24,21 @@ fn gpushare(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `gpushare operator import CLUSTER --base BASE [--out OUT]`.
+fn import(cluster: &Path, base: &Path, out: Option<&Path>) -> (i32, String, String) {
+    let mut args = vec![
+        "operator".to_string(),
+        "import".into(),
+        s(cluster),
+        "--base".into(),
+        s(base),
+    ];
+    if let Some(out) = out {
+        args.extend(["--out".into(), s(out)]);
+    }
+    gpushare(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 fn s(p: &Path) -> String {
     p.display().to_string()
 }
@@ -34,15 +49,11 @@ fn s(p: &Path) -> String {
 fn the_example_imports_to_the_seed_mig_configuration() {
     let dir = TempDir::new().unwrap();
     let out = dir.path().join("sub/mig.toml");
-    let (code, stdout, stderr) = gpushare(&[
-        "operator",
-        "import",
-        &s(&root().join("experiments/operator/cluster.yaml")),
-        "--base",
-        &s(&root().join("experiments/seed/mig-heavy.toml")),
-        "--out",
-        &s(&out),
-    ]);
+    let (code, stdout, stderr) = import(
+        &root().join("experiments/operator/cluster.yaml"),
+        &root().join("experiments/seed/mig-heavy.toml"),
+        Some(&out),
+    );
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("imported 2 GPUs on 2 nodes"), "{stdout}");
     let cat = Catalogue::builtin();
@@ -86,15 +97,7 @@ fn export_then_import_round_trips_through_the_binary() {
         ]
     );
     let back = dir.path().join("back.toml");
-    let (code, _, stderr) = gpushare(&[
-        "operator",
-        "import",
-        &s(&files.join("cluster.yaml")),
-        "--base",
-        &s(&seed),
-        "--out",
-        &s(&back),
-    ]);
+    let (code, _, stderr) = import(&files.join("cluster.yaml"), &seed, Some(&back));
     assert_eq!(code, 0, "{stderr}");
     let cat = Catalogue::builtin();
     let a = Experiment::load(&back, &cat).unwrap().raw;
@@ -116,13 +119,11 @@ fn bad_operator_files_name_file_key_and_line() {
         "version: v1\nflags:\n  migStrategy: mixed\nsharing:\n  timeSlicing:\n    resources:\n    - name: nvidia.com/gpu\n      replica: 2\n",
     )
     .unwrap();
-    let (code, stdout, stderr) = gpushare(&[
-        "operator",
-        "import",
-        &s(&dir.path().join("cluster.yaml")),
-        "--base",
-        &s(&root().join("experiments/seed/mig-heavy.toml")),
-    ]);
+    let (code, stdout, stderr) = import(
+        &dir.path().join("cluster.yaml"),
+        &root().join("experiments/seed/mig-heavy.toml"),
+        None,
+    );
     assert_eq!(code, 1, "{stderr}");
     assert!(stdout.is_empty(), "{stdout}");
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -143,13 +144,11 @@ fn bad_operator_files_name_file_key_and_line() {
         dir.path().join("device-plugin-config.yaml"),
     )
     .unwrap();
-    let (code, _, stderr) = gpushare(&[
-        "operator",
-        "import",
-        &s(&dir.path().join("cluster.yaml")),
-        "--base",
-        &s(&root().join("experiments/seed/mig-heavy.toml")),
-    ]);
+    let (code, _, stderr) = import(
+        &dir.path().join("cluster.yaml"),
+        &root().join("experiments/seed/mig-heavy.toml"),
+        None,
+    );
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("workloads.yaml: line"), "{stderr}");
     assert!(
@@ -247,15 +246,11 @@ fn every_shipped_experiment_round_trips_through_the_operator_files() {
 fn a_real_world_manifest_imports_its_gpu_pods_and_names_what_it_skipped() {
     let dir = TempDir::new().unwrap();
     let out = dir.path().join("voice.toml");
-    let (code, stdout, stderr) = gpushare(&[
-        "operator",
-        "import",
-        &s(&root().join("tests/fixtures/operator/cluster.yaml")),
-        "--base",
-        &s(&root().join("experiments/seed/baseline-heavy.toml")),
-        "--out",
-        &s(&out),
-    ]);
+    let (code, stdout, stderr) = import(
+        &root().join("tests/fixtures/operator/cluster.yaml"),
+        &root().join("experiments/seed/baseline-heavy.toml"),
+        Some(&out),
+    );
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("imported 3 GPUs on 1 nodes"), "{stdout}");
     for skipped in [
@@ -295,13 +290,11 @@ fn a_real_world_manifest_imports_its_gpu_pods_and_names_what_it_skipped() {
         dir.path().join("cluster.yaml"),
     )
     .unwrap();
-    let (code, _, stderr) = gpushare(&[
-        "operator",
-        "import",
-        &s(&dir.path().join("cluster.yaml")),
-        "--base",
-        &s(&root().join("experiments/seed/baseline-heavy.toml")),
-    ]);
+    let (code, _, stderr) = import(
+        &dir.path().join("cluster.yaml"),
+        &root().join("experiments/seed/baseline-heavy.toml"),
+        None,
+    );
     assert_eq!(code, 1, "{stderr}");
     for needle in [
         "voice-stack.yaml: line",
@@ -335,13 +328,11 @@ fn the_mps_memory_error_gives_a_fix_the_operator_files_can_make() {
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: magpie-tts-multilingual\nspec:\n  containers:\n  - name: tts\n    resources:\n      limits:\n        nvidia.com/gpu: 1\n",
     )
     .unwrap();
-    let (code, _, stderr) = gpushare(&[
-        "operator",
-        "import",
-        &s(&dir.path().join("cluster.yaml")),
-        "--base",
-        &s(&root().join("experiments/seed/baseline-heavy.toml")),
-    ]);
+    let (code, _, stderr) = import(
+        &dir.path().join("cluster.yaml"),
+        &root().join("experiments/seed/baseline-heavy.toml"),
+        None,
+    );
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("MPS pinned-memory limit"), "{stderr}");
     assert!(
