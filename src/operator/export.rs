@@ -376,17 +376,9 @@ struct Target {
 /// An order of the pods (deployment index per pod, each deployment's pods in their own order)
 /// in which the device plugin's allocation, as the import replays it (exclusive devices:
 /// first free; shared ones: fewest handed out, lowest index), gives every pod its device;
-/// greedy, earliest deployment first. `None` if it finds none.
+/// searched depth first, earliest deployment first. `None` if it finds none.
 fn pod_order(nodes: &[NodeLayout], wanted: &[Vec<Target>]) -> Option<Vec<usize>> {
     // Per node, its devices in the import's order: GPU, then instance in creation order.
-    struct Dev {
-        gpu: usize,
-        instance: Option<usize>,
-        resource: String,
-        capacity: u32,
-        shared: bool,
-        used: u32,
-    }
     let mut devices: Vec<Vec<Dev>> = nodes
         .iter()
         .map(|n| {
@@ -428,23 +420,79 @@ fn pod_order(nodes: &[NodeLayout], wanted: &[Vec<Target>]) -> Option<Vec<usize>>
     let total: usize = wanted.iter().map(Vec::len).sum();
     let mut next = vec![0usize; wanted.len()];
     let mut order = Vec::with_capacity(total);
-    while order.len() < total {
-        let step = (0..wanted.len()).find_map(|d| {
-            let t = wanted[d].get(next[d])?;
-            let devs = &devices[t.node];
-            let (j, dev) = devs
-                .iter()
-                .enumerate()
-                .filter(|(_, x)| x.resource == t.resource && x.used < x.capacity)
-                .min_by_key(|(j, x)| if x.shared { (x.used, *j) } else { (0, *j) })?;
-            (dev.gpu == t.gpu && dev.instance == t.instance).then_some((d, t.node, j))
-        });
-        let (d, n, j) = step?;
-        devices[n][j].used += 1;
+    let mut budget = SEARCH_STEPS;
+    place_next(
+        &mut devices,
+        wanted,
+        &mut next,
+        &mut order,
+        total,
+        &mut budget,
+    )
+    .then_some(order)
+}
+
+/// Most placements `pod_order` tries before giving up (its search backtracks).
+const SEARCH_STEPS: u32 = 200_000;
+
+/// Depth-first: append to `order` a deployment whose next pod the allocation would give its
+/// own device, for every pod left; undo and try the next deployment where that dead-ends
+/// (earliest deployment first, so the common case takes no backtracking).
+fn place_next(
+    devices: &mut [Vec<Dev>],
+    wanted: &[Vec<Target>],
+    next: &mut [usize],
+    order: &mut Vec<usize>,
+    total: usize,
+    budget: &mut u32,
+) -> bool {
+    if order.len() == total {
+        return true;
+    }
+    for d in 0..wanted.len() {
+        let Some(t) = wanted[d].get(next[d]) else {
+            continue;
+        };
+        let Some(j) = allocate(&devices[t.node], &t.resource) else {
+            continue;
+        };
+        let dev = &devices[t.node][j];
+        if dev.gpu != t.gpu || dev.instance != t.instance || *budget == 0 {
+            continue;
+        }
+        *budget -= 1;
+        devices[t.node][j].used += 1;
         next[d] += 1;
         order.push(d);
+        if place_next(devices, wanted, next, order, total, budget) {
+            return true;
+        }
+        order.pop();
+        next[d] -= 1;
+        devices[t.node][j].used -= 1;
     }
-    Some(order)
+    false
+}
+
+/// The device the plugin hands a pod asking for `resource` on a node: exclusive devices first
+/// free; shared ones fewest handed out, lowest index.
+fn allocate(devs: &[Dev], resource: &str) -> Option<usize> {
+    devs.iter()
+        .enumerate()
+        .filter(|(_, x)| x.resource == resource && x.used < x.capacity)
+        .min_by_key(|(j, x)| if x.shared { (x.used, *j) } else { (0, *j) })
+        .map(|(j, _)| j)
+}
+
+/// One device of a node as the allocation sees it: GPU, instance, resource name, how many pods
+/// it takes and how many it has.
+struct Dev {
+    gpu: usize,
+    instance: Option<usize>,
+    resource: String,
+    capacity: u32,
+    shared: bool,
+    used: u32,
 }
 
 /// How a whole GPU's sharing configures its node's device plugin; `None` for a MIG GPU.
