@@ -334,7 +334,7 @@ fn run(cli: Cli) -> Result<(), String> {
             warn_provenance(std::slice::from_ref(&exp));
             let (summary, detail, activity) =
                 results::run_traced(&exp, quiet, out.is_some(), trace.as_ref().map(|t| &t.1));
-            finish(vec![(summary, detail)], out, charts)?;
+            finish(vec![(summary, detail)], None, out, charts)?;
             match (trace, activity) {
                 (Some((file, opts)), Some(a)) => write_trace(&file, &exp, &a, &opts),
                 _ => Ok(()),
@@ -357,10 +357,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let runs = results::run_all(&s.experiments, out.is_some(), &|| bar.inc());
             bar.finish();
             let per_dollar = s.prices.as_ref().map(|p| per_dollar_table(&runs, p));
-            if let Some(dir) = &out {
-                results::write_prices(dir, s.prices.as_ref()).map_err(|e| e.to_string())?;
-            }
-            finish(runs, out, charts)?;
+            finish(runs, s.prices.as_ref(), out, charts)?;
             print!("{}", per_dollar.unwrap_or_default());
             Ok(())
         }
@@ -431,13 +428,15 @@ fn run(cli: Cli) -> Result<(), String> {
 
 fn finish(
     runs: Vec<(RunSummary, RunDetail)>,
+    prices: Option<&gpushare::study::RunPrices>,
     out: Option<PathBuf>,
     charts: Option<PathBuf>,
 ) -> Result<(), String> {
     let summaries: Vec<RunSummary> = runs.iter().map(|(s, _)| s.clone()).collect();
     print!("{}", report::table(&summaries));
     if let Some(dir) = out {
-        let files = results::write_outputs(&dir, &runs).map_err(|e: InputError| e.to_string())?;
+        let files =
+            results::write_outputs(&dir, &runs, prices).map_err(|e: InputError| e.to_string())?;
         println!("\nwrote {}", list_files(&dir, &files));
         if let Some(c) = charts {
             cli::draw(&dir, &c, plot::Options::default())?;

@@ -167,39 +167,22 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// Write `prices.json` (each run's price per GPU-hour and the prices' source) into `dir`, which
-/// the charts read to draw requests per dollar; without prices, remove a stale one.
-pub fn write_prices(
-    dir: &Path,
-    prices: Option<&crate::study::RunPrices>,
-) -> Result<(), InputError> {
-    let path = dir.join(PRICES_FILE);
-    match prices {
-        Some(p) => {
-            report::prepare_out_dir(dir)?;
-            let text = serde_json::to_string_pretty(p).unwrap_or_default() + "\n";
-            write_atomic_all(&[(path, text.into_bytes())])
-        }
-        None => match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(InputError::write(&path, e)),
-            _ => Ok(()),
-        },
-    }
-}
-
 /// File name of a study's prices in its results folder.
 pub const PRICES_FILE: &str = "prices.json";
 
 /// Write `summary.json`, `runs.csv`, `latency_quantiles.csv` and `timeline.csv` into `dir`,
-/// all or none; the paths written, in that order.
+/// and a study's `prices.json` (each run's price per GPU-hour and the prices' source, which the
+/// charts read to draw requests per dollar), all or none; the paths written, in that order.
+/// Without prices, a stale `prices.json` from an earlier study is removed.
 pub fn write_outputs(
     dir: &Path,
     runs: &[(RunSummary, RunDetail)],
+    prices: Option<&crate::study::RunPrices>,
 ) -> Result<Vec<PathBuf>, InputError> {
     report::prepare_out_dir(dir)?;
     let summaries: Vec<RunSummary> = runs.iter().map(|(s, _)| s.clone()).collect();
     let details: Vec<RunDetail> = runs.iter().map(|(_, d)| d.clone()).collect();
-    let files = [
+    let mut files = vec![
         (
             dir.join("summary.json"),
             report::summary_json(&summaries).into_bytes(),
@@ -217,6 +200,19 @@ pub fn write_outputs(
             timeline_csv(&details).into_bytes(),
         ),
     ];
+    let prices_path = dir.join(PRICES_FILE);
+    match prices {
+        Some(p) => {
+            let text = serde_json::to_string_pretty(p).unwrap_or_default() + "\n";
+            files.push((prices_path, text.into_bytes()));
+        }
+        None => match std::fs::remove_file(&prices_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(InputError::write(&prices_path, e));
+            }
+            _ => {}
+        },
+    }
     write_atomic_all(&files)?;
     Ok(files.into_iter().map(|(p, _)| p).collect())
 }

@@ -80,14 +80,15 @@ pub struct FitArgs {
     /// The fitted profile to write (TOML).
     #[arg(long)]
     pub out: PathBuf,
-    /// Write the profile even when the fit misses the measurements by more than
-    /// `POOR_FIT_MAPE_PCT` on average (it is refused otherwise).
+    /// Write the profile even when the fit misses the measurements by more than 30% on
+    /// average (mean absolute percentage error; it is refused otherwise).
     #[arg(long)]
     pub accept_poor_fit: bool,
 }
 
 /// A fit whose mean absolute percentage error on any fitted quantity passes this is refused
-/// (unless `--accept-poor-fit`): a profile that far off the measurements predicts nothing.
+/// (unless `--accept-poor-fit`, whose help states the figure): a profile that far off the
+/// measurements predicts nothing.
 pub const POOR_FIT_MAPE_PCT: f64 = 30.0;
 
 /// `gpushare calibrate validate`.

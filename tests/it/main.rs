@@ -47,9 +47,30 @@ pub fn show(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// An experiment extending an inventory's cluster file `node.toml` (gpu0 with two 3g.40gb
-/// instances, gpu1 whole): the seed pipeline under a light Poisson load of `duration_s`.
-pub fn experiment_on_inventory(name: &str, duration_s: f64) -> String {
+/// Load an experiment written into `dir` beside an inventory's cluster file `node.toml`
+/// (gpu0 with two 3g.40gb instances, gpu1 a whole H100): the seed pipeline under a light
+/// Poisson load of `duration_s`. The cluster file must load as it is, with those partitions.
+pub fn experiment_on_inventory(dir: &Path, name: &str, duration_s: f64) -> Experiment {
+    let path = dir.join("exp.toml");
+    std::fs::write(&path, inventory_experiment_text(name, duration_s)).unwrap();
+    let e = Experiment::load(&path, &Catalogue::builtin()).unwrap();
+    let labels: Vec<&str> = e
+        .partitions
+        .iter()
+        .map(|p| p.resources.label.as_str())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "A100-SXM4-80GB MIG 3g.40gb",
+            "A100-SXM4-80GB MIG 3g.40gb",
+            "H100-SXM5-80GB"
+        ]
+    );
+    e
+}
+
+fn inventory_experiment_text(name: &str, duration_s: f64) -> String {
     format!(
         r#"extends = ["node.toml"]
 name = "{name}"
